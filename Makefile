@@ -1,0 +1,35 @@
+# The README's two set-up commands: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cvtune-installed
+# The PP-OCRv4 models ship inside this wheel. It is installed without its dependencies because it pulls
+# opencv-python, whose cv2 would fight opencv-python-headless's for the same folder.
+ZOO_WHEEL := rapidocr-onnxruntime==1.4.4
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps '$(ZOO_WHEEL)'
+	$(PY) -c "import cv2, onnxruntime, cvtune.zoo as z; z.check_zoo()"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/cvtune demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

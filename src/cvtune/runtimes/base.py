@@ -1,0 +1,47 @@
+"""The runtime protocol: a Runtime (settings as a frozen dataclass) opens a model file into a Session.
+
+Everything that measures or evaluates goes through `Session.run(batch) -> list of outputs`, so adding a runtime
+touches one file. A Session is not thread-safe: use one per worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Session(Protocol):
+    """An opened model. `run` takes one input batch (N, C, H, W float32) and returns every output."""
+
+    input_name: str
+    output_names: list[str]
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class Runtime:
+    """Base for runtime settings dataclasses. Subclasses are frozen dataclasses with a `name` ClassVar."""
+
+    name: ClassVar[str] = "base"
+
+    def open(self, model_path: str | Path) -> Session:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """(True, "") when this runtime can be used here, else (False, reason with how to fix)."""
+        return True, ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {"runtime": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}}
+
+    def label(self) -> str:
+        """Short human label, e.g. `opencv:new/cpu t2`."""
+        return self.name

@@ -1,0 +1,186 @@
+"""OpenCV DNN runtime: engine (new/classic/auto), backend+target, threads, Winograd and fusion switches.
+
+Capabilities are probed from the installed cv2 (OpenCV 4.x has no engines; 5.x has ENGINE_NEW/CLASSIC/AUTO),
+never inferred from version strings. The new engine runs only on the CPU backend; other targets use classic.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import ModelError, RuntimeUnavailable, UsageError
+from .base import Runtime
+
+ENGINES = ("auto", "new", "classic")
+# target name -> (backend constant, target constant)
+TARGETS = {
+    "cpu": ("DNN_BACKEND_OPENCV", "DNN_TARGET_CPU"),
+    "cpu_fp16": ("DNN_BACKEND_OPENCV", "DNN_TARGET_CPU_FP16"),
+    "opencl": ("DNN_BACKEND_OPENCV", "DNN_TARGET_OPENCL"),
+    "opencl_fp16": ("DNN_BACKEND_OPENCV", "DNN_TARGET_OPENCL_FP16"),
+    "cuda": ("DNN_BACKEND_CUDA", "DNN_TARGET_CUDA"),
+    "cuda_fp16": ("DNN_BACKEND_CUDA", "DNN_TARGET_CUDA_FP16"),
+}
+
+
+def _cv2():
+    import cv2
+
+    return cv2
+
+
+def available_engines() -> list[str]:
+    """Engines the installed OpenCV offers: ['auto', 'new', 'classic'] on 5.x, ['classic'] on 4.x."""
+    dnn = _cv2().dnn
+    if hasattr(dnn, "ENGINE_NEW") and hasattr(dnn, "ENGINE_CLASSIC"):
+        return list(ENGINES)
+    return ["classic"]
+
+
+def target_status(target: str) -> tuple[bool, str]:
+    """(available, reason) for a target name, probing the build (constants, OpenCL/CUDA devices)."""
+    cv2 = _cv2()
+    if target not in TARGETS:
+        raise UsageError(f"unknown OpenCV target '{target}'; choose one of: {', '.join(TARGETS)}")
+    backend_name, target_name = TARGETS[target]
+    backend = getattr(cv2.dnn, backend_name, None)
+    target_const = getattr(cv2.dnn, target_name, None)
+    if backend is None or target_const is None:
+        return False, f"this OpenCV build has no {backend_name}/{target_name}"
+    if target.startswith("opencl") and not cv2.ocl.haveOpenCL():
+        return False, "OpenCL target needs an OpenCL device, and cv2.ocl.haveOpenCL() is False on this machine"
+    if target.startswith("cuda"):
+        try:
+            count = cv2.cuda.getCudaEnabledDeviceCount()
+        except Exception:  # noqa: BLE001 - builds without CUDA raise here
+            count = 0
+        if count == 0:
+            return False, (
+                "CUDA target needs an OpenCV built WITH_CUDA and a CUDA device; this opencv-python-headless "
+                "wheel has no CUDA (cv2.cuda.getCudaEnabledDeviceCount() == 0)"
+            )
+    try:
+        offered = list(cv2.dnn.getAvailableTargets(backend))
+    except Exception:  # noqa: BLE001
+        offered = []
+    if target_const not in offered:
+        return False, f"OpenCV reports no {target_name} for {backend_name} here (getAvailableTargets)"
+    return True, ""
+
+
+@dataclass(frozen=True)
+class OpenCVRuntime(Runtime):
+    """Settings for cv2.dnn: which engine, which target, how many threads, which graph switches."""
+
+    name: ClassVar[str] = "opencv"
+    engine: str = "auto"
+    target: str = "cpu"
+    threads: int | None = None  # None = OpenCV's default (all cores)
+    winograd: bool = True
+    fusion: bool = True
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise UsageError(f"unknown OpenCV engine '{self.engine}'; choose one of: {', '.join(ENGINES)}")
+        if self.target not in TARGETS:
+            raise UsageError(f"unknown OpenCV target '{self.target}'; choose one of: {', '.join(TARGETS)}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads must be >= 1 (got {self.threads})")
+
+    def label(self) -> str:
+        threads = f" t{self.threads}" if self.threads else ""
+        return f"opencv:{self.engine}/{self.target}{threads}"
+
+    def check(self) -> None:
+        """Raise RuntimeUnavailable naming what is missing for this engine/target combination."""
+        engines = available_engines()
+        if self.engine not in engines:
+            raise RuntimeUnavailable(
+                f"OpenCV engine '{self.engine}' is not in this OpenCV ({_cv2().__version__}); it offers: "
+                f"{', '.join(engines)}"
+            )
+        ok, reason = target_status(self.target)
+        if not ok:
+            raise RuntimeUnavailable(f"OpenCV target '{self.target}' is not available: {reason}")
+        if self.target != "cpu" and self.engine == "new":
+            raise RuntimeUnavailable(
+                f"the new OpenCV engine runs on the CPU backend only; use --engine classic for {self.target}"
+            )
+
+    def open(self, model_path: str | Path) -> OpenCVSession:
+        self.check()
+        return OpenCVSession(Path(model_path), self)
+
+
+class OpenCVSession:
+    """One cv2.dnn.Net. Not safe for concurrent forward(): open one session per worker."""
+
+    def __init__(self, model_path: Path, runtime: OpenCVRuntime) -> None:
+        cv2 = _cv2()
+        if runtime.threads:
+            cv2.setNumThreads(int(runtime.threads))
+        if not model_path.is_file():
+            raise ModelError(f"model file not found: {model_path}")
+        self.net = _read_net(cv2, model_path, runtime)
+        # The classic engine rejects a disabled fusion / Winograd switch on new-engine nets; set where offered.
+        if runtime.engine == "classic" or not hasattr(cv2.dnn, "ENGINE_NEW"):
+            self.net.enableFusion(bool(runtime.fusion))
+            if hasattr(self.net, "enableWinograd"):
+                self.net.enableWinograd(bool(runtime.winograd))
+        backend_name, target_name = TARGETS[runtime.target]
+        if runtime.target != "cpu":
+            self.net.setPreferableBackend(getattr(cv2.dnn, backend_name))
+            self.net.setPreferableTarget(getattr(cv2.dnn, target_name))
+        self.output_names = list(self.net.getUnconnectedOutLayersNames())
+        self.input_name = ""
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        self.net.setInput(np.ascontiguousarray(batch, dtype=np.float32))
+        outs = self.net.forward(self.output_names)
+        return [np.asarray(o) for o in outs]
+
+    def close(self) -> None:
+        self.net = None
+
+
+def _read_net(cv2, model_path: Path, runtime: OpenCVRuntime):
+    suffix = model_path.suffix.lower()
+    try:
+        if suffix == ".tflite" and hasattr(cv2.dnn, "readNetFromTFLite"):
+            return cv2.dnn.readNetFromTFLite(str(model_path))
+        if hasattr(cv2.dnn, "ENGINE_NEW"):
+            engine = {"auto": cv2.dnn.ENGINE_AUTO, "new": cv2.dnn.ENGINE_NEW, "classic": cv2.dnn.ENGINE_CLASSIC}
+            return cv2.dnn.readNet(str(model_path), engine=engine[runtime.engine])
+        return cv2.dnn.readNet(str(model_path))
+    except cv2.error as exc:
+        raise ModelError(f"OpenCV ({runtime.engine} engine) cannot load {model_path}: {_cv_error_line(exc)}") from None
+
+
+def _cv_error_line(exc: Exception) -> str:
+    """The informative part of a cv2.error, on one line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "error:" in ln or "parse error" in ln or ln.startswith(">")]
+    text = (useful[-1] if useful else (lines[-1] if lines else "unknown OpenCV error"))
+    return text.split("error: ")[-1][:300]
+
+
+def opencv_flops(model_path: str | Path, shape: tuple[int, ...]) -> int | None:
+    """FLOPs as OpenCV counts them for one input shape, or None when this OpenCV's binding cannot tell."""
+    cv2 = _cv2()
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    try:
+        net = cv2.dnn.readNet(str(model_path), **({"engine": cv2.dnn.ENGINE_CLASSIC} if hasattr(cv2.dnn, "ENGINE_CLASSIC") else {}))
+    except cv2.error:
+        return None
+    attempts = [lambda: net.getFLOPS(list(shape)), lambda: net.getFLOPS([list(shape)], [cv2.CV_32F])]
+    for attempt in attempts:
+        try:
+            return int(attempt())
+        except Exception:  # noqa: BLE001 - OpenCV 5.0's binding rejects python shapes for getFLOPS
+            continue
+    return None

@@ -1,0 +1,132 @@
+"""Bundled real models: PP-OCRv4 text detection, orientation and recognition from the rapidocr-onnxruntime wheel.
+
+The wheel (Apache-2.0) is installed with --no-deps by the Makefile: its own dependency on opencv-python would
+put a second cv2 build next to opencv-python-headless. We only read its model files, never import it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelError, UsageError
+
+ZOO_PACKAGE = "rapidocr_onnxruntime"
+INSTALL_HINT = "pip install --no-deps 'rapidocr-onnxruntime==1.4.4' (make setup does this)"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images become the model's input tensor: resize, BGR/RGB, scale, mean/std, layout."""
+
+    input_size: tuple[int, int] | None = None  # (height, width); None = any (fully convolutional)
+    size_multiple: int = 1  # dynamic sizes must be multiples of this
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    rgb: bool = False  # True: channels in RGB order; False: OpenCV's BGR
+    layout: str = "NCHW"
+
+    def to_dict(self) -> dict:
+        return {
+            "input_size": list(self.input_size) if self.input_size else None,
+            "size_multiple": self.size_multiple,
+            "scale": self.scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "rgb": self.rgb,
+            "layout": self.layout,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        return cls(
+            input_size=tuple(data["input_size"]) if data.get("input_size") else None,
+            size_multiple=int(data.get("size_multiple", 1)),
+            scale=float(data.get("scale", 1 / 255)),
+            mean=tuple(data.get("mean", (0, 0, 0))),
+            std=tuple(data.get("std", (1, 1, 1))),
+            rgb=bool(data.get("rgb", False)),
+            layout=data.get("layout", "NCHW"),
+        )
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str
+    file: str
+    task: str
+    description: str
+    preprocessing: Preprocessing
+    default_shape: tuple[int, int, int, int]
+    extra: dict = field(default_factory=dict)
+
+
+# PP-OCR preprocessing: BGR image, x/255, (x-0.5)/0.5 (see rapidocr's config.yaml and PaddleOCR's docs).
+_PPOCR = dict(scale=1 / 255, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), rgb=False)
+
+ZOO: dict[str, ZooModel] = {
+    m.name: m
+    for m in [
+        ZooModel(
+            "ppocr-det",
+            "ch_PP-OCRv4_det_infer.onnx",
+            "textdet",
+            "PP-OCRv4 DB text detector (mobile), 4.7 MB, fully convolutional",
+            Preprocessing(size_multiple=32, **_PPOCR),
+            (1, 3, 640, 640),
+            {"thresh": 0.3, "box_thresh": 0.5, "unclip_ratio": 1.6},
+        ),
+        ZooModel(
+            "ppocr-cls",
+            "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+            "classify",
+            "PP-OCR text-line orientation classifier (0 / 180 degrees), 0.6 MB",
+            Preprocessing(input_size=(48, 192), **_PPOCR),
+            (1, 3, 48, 192),
+            {"labels": ["0", "180"]},
+        ),
+        ZooModel(
+            "ppocr-rec",
+            "ch_PP-OCRv4_rec_infer.onnx",
+            "ocr",
+            "PP-OCRv4 CRNN/SVTR text recognizer (Chinese + English charset in metadata), 10.9 MB",
+            Preprocessing(input_size=(48, 320), **_PPOCR),
+            (1, 3, 48, 320),
+        ),
+    ]
+}
+
+
+def models_dir() -> Path:
+    spec = importlib.util.find_spec(ZOO_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the model zoo package '{ZOO_PACKAGE}' is not installed; run: {INSTALL_HINT}")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def get(name: str) -> ZooModel:
+    if name not in ZOO:
+        raise UsageError(f"unknown zoo model '{name}'; choose one of: {', '.join(ZOO)}")
+    return ZOO[name]
+
+
+def path(name: str) -> Path:
+    """Absolute path of a zoo model's ONNX file (read-only: never write to it)."""
+    file = models_dir() / get(name).file
+    if not file.is_file():
+        raise ModelError(f"zoo model file {file} is missing; reinstall with: {INSTALL_HINT}")
+    return file
+
+
+def find_by_path(model_path: str | Path) -> ZooModel | None:
+    """The zoo entry whose file name matches `model_path`, so copies of zoo models keep their preprocessing."""
+    name = Path(model_path).name
+    return next((m for m in ZOO.values() if m.file == name), None)
+
+
+def check_zoo() -> None:
+    """Fail loudly (used by `make setup`) when a zoo model cannot be found."""
+    for name in ZOO:
+        path(name)
