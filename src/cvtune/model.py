@@ -1,0 +1,293 @@
+"""Model: an ONNX graph plus what cvtune needs to know about it (shapes, params, FLOPs, sparsity, preprocessing).
+
+Loading is defensive: the file must exist, parse, pass onnx.checker, and keep external data inside its own folder.
+TensorFlow .pb and .tflite files are accepted for running and benchmarking through OpenCV only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import ModelError, UsageError
+from .files import atomic_path
+from .zoo import Preprocessing, find_by_path
+
+OPENCV_ONLY_SUFFIXES = (".pb", ".tflite")
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def check_model_file(path: str | os.PathLike[str]) -> Path:
+    """The path as a Path if it is an existing regular file, else ModelError."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"{path} is not a file; give the path of an .onnx model")
+    return path
+
+
+def _check_external_data(proto: onnx.ModelProto, folder: Path, path: Path) -> None:
+    """Reject external-data locations that are absolute or escape the model's folder (../)."""
+    root = folder.resolve()
+    for tensor in _all_initializers(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if not location or os.path.isabs(location) or Path(location).is_absolute():
+            raise ModelError(f"{path}: tensor '{tensor.name}' has external data at an absolute location "
+                             f"'{location}'; external data must sit in the model's own folder")
+        target = (root / location).resolve()
+        if root != target and root not in target.parents:
+            raise ModelError(f"{path}: tensor '{tensor.name}' points its external data outside the model's folder "
+                             f"('{location}'); refusing to read it")
+        if not target.is_file():
+            raise ModelError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
+
+
+def _all_initializers(proto: onnx.ModelProto):
+    yield from proto.graph.initializer
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from attr.g.initializer
+
+
+def load_onnx(path: str | os.PathLike[str], *, check: bool = True) -> onnx.ModelProto:
+    """Load an ONNX model with weights, validated. Every failure is a ModelError with one clear line."""
+    path = check_model_file(path)
+    if path.suffix.lower() in OPENCV_ONLY_SUFFIXES:
+        raise ModelError(f"{path} is a {path.suffix} model: cvtune runs and benchmarks it through OpenCV, "
+                         f"but transforms need ONNX (convert it with tf2onnx or tflite2onnx first)")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
+        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'parse failed'}); is the file truncated?") from None
+    if not proto.graph.node and not proto.graph.input:
+        raise ModelError(f"{path} parsed as ONNX but holds no graph; is it really a model file?")
+    _check_external_data(proto, path.parent, path)
+    try:
+        onnx.load_external_data_for_model(proto, str(path.parent))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"{path}: cannot read external data: {exc}") from None
+    if check:
+        try:
+            onnx.checker.check_model(proto if proto.ByteSize() < 2**31 - 1 else str(path))
+        except onnx.checker.ValidationError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ModelError(f"{path} fails onnx.checker: {first[:300]}") from None
+    return proto
+
+
+def save_onnx(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
+    """Save atomically (temp file + rename); models over 2 GB get their weights in one external file beside."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if proto.ByteSize() >= 2**31 - 1:
+            onnx.save(proto, str(tmp), save_as_external_data=True, location=path.name + ".data")
+        else:
+            onnx.save(proto, str(tmp))
+    return path
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int | str | None, ...]  # ints are fixed, strings/None are dynamic
+    dtype: str
+
+    @property
+    def dynamic_dims(self) -> tuple[int, ...]:
+        return tuple(i for i, d in enumerate(self.shape) if not isinstance(d, int) or d <= 0)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                "dynamic_dims": list(self.dynamic_dims)}
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+    ttype = value.type.tensor_type
+    dims: list[int | str | None] = []
+    for d in ttype.shape.dim:
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name if ttype.elem_type else "unknown"
+    return TensorInfo(value.name, tuple(dims), dtype)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1x3x640x640' -> (1, 3, 640, 640); anything else is a UsageError saying the expected form."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) < 2 or any(d <= 0 for d in shape):
+        raise UsageError(f"bad input shape '{text}': expected positive integers joined by x, e.g. 1x3x640x640")
+    return shape
+
+
+@dataclass(frozen=True)
+class LayerFlops:
+    name: str
+    op_type: str
+    flops: int  # multiply-accumulates x 2
+    params: int
+
+
+@dataclass
+class Model:
+    """An ONNX model and its facts. Build with `Model.load(path)`."""
+
+    path: Path
+    proto: onnx.ModelProto
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Model:
+        path = Path(path)
+        proto = load_onnx(path)
+        zoo_entry = find_by_path(path)
+        return cls(path, proto, zoo_entry.preprocessing if zoo_entry else guess_preprocessing(proto))
+
+    # ---- graph facts ---------------------------------------------------------------------------------
+    @property
+    def initializer_names(self) -> set[str]:
+        return {t.name for t in self.proto.graph.initializer}
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        inits = self.initializer_names
+        return [_tensor_info(v) for v in self.proto.graph.input if v.name not in inits]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return [_tensor_info(v) for v in self.proto.graph.output]
+
+    @property
+    def opset(self) -> int:
+        return next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+    @property
+    def file_size(self) -> int:
+        return self.path.stat().st_size
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return {t.name: numpy_helper.to_array(t) for t in self.proto.graph.initializer}
+
+    @property
+    def param_count(self) -> int:
+        return int(sum(int(np.prod(t.dims)) if t.dims else 1 for t in self.proto.graph.initializer))
+
+    def op_histogram(self) -> dict[str, int]:
+        return dict(Counter(n.op_type for n in self.proto.graph.node).most_common())
+
+    def weight_sparsity(self) -> dict[str, float]:
+        """Fraction of exact zeros in Conv/ConvTranspose/Gemm/MatMul weights: total and per layer."""
+        weights = self.weights()
+        zeros = total = 0
+        per_layer: dict[str, float] = {}
+        for node in self.proto.graph.node:
+            if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in weights:
+                w = weights[node.input[1]]
+                z = int(np.count_nonzero(w == 0))
+                per_layer[node.name or node.output[0]] = z / max(w.size, 1)
+                zeros += z
+                total += w.size
+        return {"total": zeros / total if total else 0.0, **per_layer}
+
+    def default_input_shape(self) -> tuple[int, ...]:
+        """The first input's shape with dynamic dims filled from the preprocessing spec (or 224)."""
+        info = self.inputs[0]
+        shape = list(info.shape)
+        size = self.preprocessing.input_size
+        fill = {2: size[0] if size else 224, 3: size[1] if size else 224}
+        zoo_entry = find_by_path(self.path)
+        if zoo_entry:
+            fill = {2: zoo_entry.default_shape[2], 3: zoo_entry.default_shape[3]}
+        return tuple(d if isinstance(d, int) and d > 0 else (1 if i == 0 else fill.get(i, 1))
+                     for i, d in enumerate(shape))
+
+    def flops(self, input_shape: tuple[int, ...] | None = None) -> list[LayerFlops]:
+        """FLOPs (2 x MACs) of Conv, ConvTranspose, Gemm and MatMul from shapes inferred at `input_shape`."""
+        shape = input_shape or self.default_input_shape()
+        shapes = infer_shapes(self.proto, {self.inputs[0].name: shape})
+        weights = {t.name: tuple(t.dims) for t in self.proto.graph.initializer}
+        layers = []
+        for node in self.proto.graph.node:
+            if node.op_type not in WEIGHTED_OPS:
+                continue
+            out = shapes.get(node.output[0])
+            ins = [shapes.get(i) or weights.get(i) for i in node.input]
+            macs = _macs(node, ins, out)
+            params = sum(int(np.prod(weights[i])) for i in node.input[1:] if i in weights)
+            layers.append(LayerFlops(node.name or node.output[0], node.op_type, 2 * macs, params))
+        return layers
+
+    def total_flops(self, input_shape: tuple[int, ...] | None = None) -> int:
+        return sum(layer.flops for layer in self.flops(input_shape))
+
+
+def _macs(node: onnx.NodeProto, ins: list, out) -> int:
+    if out is None or any(i is None for i in ins[:2]):
+        return 0
+    if node.op_type == "Conv":
+        w = ins[1]  # (C_out, C_in/group, kh, kw)
+        return int(np.prod(out) * int(np.prod(w[1:])))
+    if node.op_type == "ConvTranspose":
+        x, w = ins[0], ins[1]  # w: (C_in, C_out/group, kh, kw); every input pixel scatters a kernel
+        return int(np.prod(x) * int(np.prod(w[1:])))
+    if node.op_type in ("Gemm", "MatMul"):
+        a = ins[0]
+        k = a[-1]
+        if node.op_type == "Gemm":
+            trans_a = next((attr.i for attr in node.attribute if attr.name == "transA"), 0)
+            k = a[0] if trans_a else a[-1]
+        return int(np.prod(out) * k)
+    return 0
+
+
+def infer_shapes(proto: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Static shapes of every value for given input shapes (onnx shape inference on a copy with fixed inputs)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for value in copy.graph.input:
+        if value.name in input_shapes:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, input_shapes[value.name], strict=False):
+                dim.Clear()
+                dim.dim_value = int(size)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(copy, data_prop=True)
+    except Exception:  # noqa: BLE001 - fall back to no inference on exotic graphs
+        inferred = copy
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+        dims = value.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+            shapes[value.name] = tuple(int(d.dim_value) for d in dims)
+    return shapes
+
+
+def guess_preprocessing(proto: onnx.ModelProto) -> Preprocessing:
+    """Preprocessing for a model cvtune does not know: fixed H/W from the graph, else ImageNet defaults."""
+    inits = {t.name for t in proto.graph.initializer}
+    first = next((v for v in proto.graph.input if v.name not in inits), None)
+    size = None
+    if first is not None:
+        dims = first.type.tensor_type.shape.dim
+        if len(dims) == 4 and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[2:]):
+            size = (int(dims[2].dim_value), int(dims[3].dim_value))
+    return Preprocessing(input_size=size, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                         rgb=True)

@@ -1,0 +1,62 @@
+"""The task contract: a Task owns preprocessing, postprocessing and its metric, so the search never needs to
+know what a text box is. Tasks are registered by name in cvtune.tasks.TASKS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..data.base import Dataset, Sample
+from ..runtimes.base import Session
+from ..zoo import Preprocessing
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A headline metric (higher is better) with a bootstrap 95% CI, plus details (precision, CER, ...)."""
+
+    task: str
+    name: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n_images: int = 0
+    n_skipped: int = 0
+    details: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "metric": self.name, "value": self.value, "ci95": [self.ci_low, self.ci_high],
+                "n_images": self.n_images, "n_skipped": self.n_skipped, "details": dict(self.details)}
+
+
+class Task:
+    """Base class. Subclasses set `name`, `metric` and `dataset_kinds`, and implement the four methods."""
+
+    name: ClassVar[str] = "base"
+    metric: ClassVar[str] = "score"  # headline metric name; higher is better
+    dataset_kinds: ClassVar[tuple[str, ...]] = ("images",)
+
+    def __init__(self, preprocessing: Preprocessing | None = None, *, input_size: tuple[int, int] | None = None,
+                 **options: Any) -> None:
+        self.preprocessing = preprocessing or Preprocessing()
+        self.input_size = input_size  # (H, W) override; None = the task's default for this model
+        self.options = options
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
+        """BGR uint8 image -> ((1, C, H, W) float32 tensor, meta that postprocess needs, e.g. resize ratios)."""
+        raise NotImplementedError
+
+    def postprocess(self, outputs: list[np.ndarray], meta: Any) -> Any:
+        """Raw session outputs for one image -> a prediction (boxes, class, text, ...), JSON-serializable."""
+        raise NotImplementedError
+
+    def predict(self, session: Session, image: np.ndarray) -> Any:
+        tensor, meta = self.preprocess(image)
+        return self.postprocess(session.run(tensor), meta)
+
+    def score(self, predictions: list[Any], samples: list[Sample], dataset: Dataset) -> Metrics:
+        """Aggregate predictions against labels into Metrics (with a bootstrap CI where it makes sense)."""
+        raise NotImplementedError
