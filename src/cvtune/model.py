@@ -51,6 +51,40 @@ def _check_external_data(proto: onnx.ModelProto, folder: Path, path: Path) -> No
             raise ModelError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
 
 
+def constant_tensors(proto: onnx.ModelProto) -> list[onnx.TensorProto]:
+    """Initializers plus the tensors of Constant nodes (named after the node's output)."""
+    tensors = list(proto.graph.initializer)
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            attr = next((a for a in node.attribute if a.name == "value"), None)
+            if attr is not None:
+                tensor = onnx.TensorProto()
+                tensor.CopyFrom(attr.t)
+                tensor.name = node.output[0]
+                tensors.append(tensor)
+    return tensors
+
+
+def constants_to_initializers(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy where every tensor-valued Constant node is an initializer instead. Numerically identical; makes
+    weights editable in one place (pruning, quantization). Returns a new proto, never edits the argument."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    keep = []
+    for node in out.graph.node:
+        attr = next((a for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if attr is not None and len(node.attribute) == 1:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(attr.t)
+            tensor.name = node.output[0]
+            out.graph.initializer.append(tensor)
+        else:
+            keep.append(node)
+    del out.graph.node[:]
+    out.graph.node.extend(keep)
+    return out
+
+
 def _all_initializers(proto: onnx.ModelProto):
     yield from proto.graph.initializer
     for node in proto.graph.node:
@@ -184,11 +218,16 @@ class Model:
         return self.path.stat().st_size
 
     def weights(self) -> dict[str, np.ndarray]:
-        return {t.name: numpy_helper.to_array(t) for t in self.proto.graph.initializer}
+        """Every constant tensor by name: initializers and Constant nodes (PP-OCR exports keep weights there)."""
+        return {t.name: numpy_helper.to_array(t) for t in constant_tensors(self.proto)}
 
     @property
     def param_count(self) -> int:
-        return int(sum(int(np.prod(t.dims)) if t.dims else 1 for t in self.proto.graph.initializer))
+        """Elements of the weight tensors of Conv/ConvTranspose/Gemm/MatMul and BatchNormalization, plus biases."""
+        sizes = {t.name: int(np.prod(t.dims)) if t.dims else 1 for t in constant_tensors(self.proto)}
+        used = {i for n in self.proto.graph.node if n.op_type in WEIGHTED_OPS + ("BatchNormalization",)
+                for i in n.input[1:]}
+        return int(sum(sizes[name] for name in used if name in sizes))
 
     def op_histogram(self) -> dict[str, int]:
         return dict(Counter(n.op_type for n in self.proto.graph.node).most_common())
@@ -223,7 +262,7 @@ class Model:
         """FLOPs (2 x MACs) of Conv, ConvTranspose, Gemm and MatMul from shapes inferred at `input_shape`."""
         shape = input_shape or self.default_input_shape()
         shapes = infer_shapes(self.proto, {self.inputs[0].name: shape})
-        weights = {t.name: tuple(t.dims) for t in self.proto.graph.initializer}
+        weights = {t.name: tuple(t.dims) for t in constant_tensors(self.proto)}
         layers = []
         for node in self.proto.graph.node:
             if node.op_type not in WEIGHTED_OPS:
