@@ -7,6 +7,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 console = Console()
 err_console = Console(stderr=True)
+for _c in (console, err_console):
+    if not _c.is_terminal:  # pipes and CI logs: rich would wrap tables at 80 columns
+        _c.width = 160
 
 
 def progress(*, transient: bool = True) -> Progress:

@@ -162,11 +162,18 @@ def _read_net(cv2, model_path: Path, runtime: OpenCVRuntime):
 
 
 def _cv_error_line(exc: Exception) -> str:
-    """The informative part of a cv2.error, on one line."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if "error:" in ln or "parse error" in ln or ln.startswith(">")]
-    text = (useful[-1] if useful else (lines[-1] if lines else "unknown OpenCV error"))
-    return text.split("error: ")[-1][:300]
+    """The informative part of a cv2.error on one line, e.g. "Node [Shape@ai.onnx] parse error: ... !isDynamicShape"."""
+    import re
+
+    lines = [ln.strip().lstrip("> ").strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln]
+    node = next((ln.split(" parse error")[0] for ln in lines if "parse error" in ln), "")
+    reasons = re.findall(r"error: \(-?\d+:[^)]*\) (.*?)(?: in function '[^']*')?$", "\n".join(lines), re.M)
+    reason = reasons[-1] if reasons else (lines[-1] if lines else "unknown OpenCV error")
+    text = f"{node}: {reason}" if node else reason
+    if "isDynamicShape" in text or "dynamic" in text.lower():
+        text += " (the model has dynamic shapes: run `cvtune prepare` to make them static and simplify)"
+    return text[:400]
 
 
 def opencv_flops(model_path: str | Path, shape: tuple[int, ...]) -> int | None:

@@ -1,0 +1,155 @@
+"""Latency and throughput of one model + runtime configuration, each measured in its own child process.
+
+Warm-up, then repeated runs until both a minimum count and a minimum time are reached. Reports p50/p90/p99/mean/std,
+throughput (images/s), peak RSS of the child, model load time and GFLOP/s from cvtune's own FLOP count.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CvtuneError, ModelError, UsageError
+from .isolate import run_isolated
+from .runtimes import Runtime, runtime_from_dict
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How long to measure: at least `min_runs` runs and `min_time_s` seconds, after `warmup` runs."""
+
+    warmup: int = 3
+    min_runs: int = 10
+    min_time_s: float = 1.0
+    max_runs: int = 10_000
+    timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.min_runs < 1 or self.warmup < 0 or self.min_time_s < 0:
+            raise UsageError("bench needs min_runs >= 1, warmup >= 0 and min_time >= 0")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    label: str
+    runtime: dict[str, Any]
+    model: str
+    input_shape: tuple[int, ...]
+    runs: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    throughput_ips: float  # images per second = batch / mean latency
+    load_ms: float
+    peak_rss_mb: float
+    flops: int | None = None
+    gflops_per_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_shape"] = list(self.input_shape)
+        return data
+
+
+def _measure_here(model: str, runtime: dict, input_shape: list[int], warmup: int, min_runs: int,
+                  min_time_s: float, max_runs: int) -> dict:
+    """Runs inside the child: open, warm up, time. Returns raw numbers (JSON)."""
+    import resource
+
+    rt = runtime_from_dict(runtime)
+    start = time.perf_counter()
+    session = rt.open(model)
+    batch = np.random.default_rng(0).random(input_shape, dtype=np.float32)
+    session.run(batch)  # first run may compile/allocate: part of load time
+    load_ms = (time.perf_counter() - start) * 1000
+    for _ in range(warmup):
+        session.run(batch)
+    times = []
+    began = time.perf_counter()
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - began < min_time_s):
+        t0 = time.perf_counter()
+        session.run(batch)
+        times.append(time.perf_counter() - t0)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"times_ms": [t * 1000 for t in times], "load_ms": load_ms, "peak_rss_mb": rss_mb}
+
+
+def summarize(label: str, runtime: Runtime, model: str, input_shape: tuple[int, ...], raw: dict,
+              flops: int | None) -> BenchResult:
+    times = np.asarray(raw["times_ms"])
+    mean = float(times.mean())
+    batch = input_shape[0]
+    return BenchResult(
+        label=label, runtime=runtime.to_dict(), model=model, input_shape=input_shape, runs=int(times.size),
+        p50_ms=float(np.percentile(times, 50)), p90_ms=float(np.percentile(times, 90)),
+        p99_ms=float(np.percentile(times, 99)), mean_ms=mean, std_ms=float(times.std()), min_ms=float(times.min()),
+        throughput_ips=batch * 1000.0 / mean, load_ms=float(raw["load_ms"]), peak_rss_mb=float(raw["peak_rss_mb"]),
+        flops=flops, gflops_per_s=(flops / (mean / 1000.0) / 1e9) if flops else None,
+    )
+
+
+def resolve_input_shape(model_path: str | Path, input_shape: tuple[int, ...] | None, batch: int) -> tuple[int, ...]:
+    """The shape to feed: given, or the model's default; with the batch dim set to `batch` (checked)."""
+    from .model import Model
+
+    if batch < 1:
+        raise UsageError(f"batch must be >= 1 (got {batch})")
+    model_path = Path(model_path)
+    if model_path.suffix.lower() != ".onnx":
+        if input_shape is None:
+            raise UsageError(f"{model_path.name} is not ONNX: give --input-shape, e.g. 1x3x224x224")
+        return (batch if batch > 1 else input_shape[0], *input_shape[1:])
+    model = Model.load(model_path)
+    shape = input_shape or model.default_input_shape()
+    declared = model.inputs[0].shape
+    if len(shape) != len(declared):
+        raise UsageError(f"input shape {'x'.join(map(str, shape))} has {len(shape)} dims but the model's input "
+                         f"'{model.inputs[0].name}' has {len(declared)}")
+    for i, (want, have) in enumerate(zip(shape, declared, strict=True)):
+        if i > 0 and isinstance(have, int) and have > 0 and want != have:
+            raise UsageError(f"input shape {'x'.join(map(str, shape))} does not fit the model: dim {i} is fixed "
+                             f"at {have}")
+    effective = (batch if batch > 1 else shape[0], *shape[1:])
+    first = declared[0]
+    if effective[0] > 1 and isinstance(first, int) and first == 1:
+        raise UsageError(f"the model's batch dim is fixed at 1, so batch {effective[0]} cannot run; make it dynamic "
+                         f"first or use batch 1")
+    return effective
+
+
+def count_flops(model_path: str | Path, input_shape: tuple[int, ...]) -> int | None:
+    from .model import Model
+
+    if Path(model_path).suffix.lower() != ".onnx":
+        return None
+    try:
+        return Model.load(model_path).total_flops(input_shape) or None
+    except CvtuneError:
+        return None
+
+
+def measure(model_path: str | Path, runtime: Runtime, input_shape: tuple[int, ...] | None = None, *, batch: int = 1,
+            settings: BenchSettings | None = None, label: str | None = None) -> BenchResult:
+    """Benchmark one configuration in a child process. Raises TrialFailed if it crashes or times out."""
+    settings = settings or BenchSettings()
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelError(f"model file not found: {model_path}")
+    if hasattr(runtime, "check"):
+        runtime.check()  # refuse unavailable targets/providers before spawning
+    shape = resolve_input_shape(model_path, input_shape, batch)
+    raw = run_isolated(
+        "cvtune.bench:_measure_here",
+        {"model": str(model_path), "runtime": runtime.to_dict(), "input_shape": list(shape),
+         "warmup": settings.warmup, "min_runs": settings.min_runs, "min_time_s": settings.min_time_s,
+         "max_runs": settings.max_runs},
+        timeout=settings.timeout_s,
+    )
+    return summarize(label or runtime.label(), runtime, str(model_path), shape, raw, count_flops(model_path, shape))
