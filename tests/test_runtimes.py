@@ -1,0 +1,67 @@
+"""The runtime protocol on the real zoo models: OpenCV (each engine) and ONNX Runtime agree, settings validate,
+absent targets are refused with a message naming what is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cvtune.errors import ModelError, RuntimeUnavailable, UsageError
+from cvtune.runtimes import OpenCVRuntime, OrtRuntime, make_runtime, runtime_from_dict
+from cvtune.runtimes.opencv import available_engines
+
+SHAPE = (1, 3, 96, 96)
+
+
+@pytest.fixture(scope="module")
+def det_input() -> np.ndarray:
+    return np.random.default_rng(0).random(SHAPE, dtype=np.float32)
+
+
+def test_ort_and_every_opencv_engine_agree_on_the_detector(det_model: Path, det_input: np.ndarray) -> None:
+    reference = make_runtime("ort", threads=1).open(det_model).run(det_input)[0]
+    assert reference.shape == (1, 1, 96, 96)
+    for engine in available_engines():
+        out = make_runtime("opencv", engine=engine, threads=1).open(det_model).run(det_input)[0]
+        np.testing.assert_allclose(out, reference, atol=1e-3, err_msg=f"engine {engine}")
+
+
+def test_classic_engine_refuses_dynamic_shape_ops_with_a_hint(cls_model: Path) -> None:
+    if "new" not in available_engines():
+        pytest.skip("OpenCV 4.x: only the classic engine")
+    with pytest.raises(ModelError, match="cvtune prepare"):
+        make_runtime("opencv", engine="classic").open(cls_model)
+
+
+def test_absent_targets_name_what_is_missing() -> None:
+    with pytest.raises(RuntimeUnavailable, match="CUDA"):
+        make_runtime("opencv", target="cuda").check()
+    with pytest.raises(RuntimeUnavailable, match="CUDAExecutionProvider"):
+        make_runtime("ort", provider="cuda").check()
+
+
+@pytest.mark.parametrize("name, settings, message", [
+    ("opencv", {"engine": "turbo"}, "unknown OpenCV engine 'turbo'; choose one of: auto, new, classic"),
+    ("opencv", {"target": "tpu"}, "unknown OpenCV target"),
+    ("opencv", {"threads": 0}, "threads must be >= 1"),
+    ("ort", {"graph_opt": "max"}, "unknown graph optimization"),
+    ("ort", {"winograd": False}, "has no setting winograd"),
+    ("tensorflow", {}, "unknown runtime 'tensorflow'"),
+])
+def test_bad_settings_are_usage_errors(name: str, settings: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        make_runtime(name, **settings)
+
+
+def test_settings_round_trip_through_json_dicts() -> None:
+    for runtime in (OpenCVRuntime(engine="classic", threads=2, winograd=False), OrtRuntime(threads=1)):
+        assert runtime_from_dict(runtime.to_dict()) == runtime
+    assert OpenCVRuntime(engine="new", threads=2).label() == "opencv:new/cpu t2"
+
+
+def test_missing_model_file(tmp_path: Path) -> None:
+    for runtime in (make_runtime("opencv"), make_runtime("ort")):
+        with pytest.raises(ModelError, match="not found"):
+            runtime.open(tmp_path / "absent.onnx")

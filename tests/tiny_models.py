@@ -1,0 +1,32 @@
+"""Tiny ONNX graphs built in code for tests (shared by several test files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def conv_relu(path: Path | None = None, *, channels: int = 4, size: int = 8, dynamic: bool = False,
+              seed: int = 0) -> onnx.ModelProto:
+    """x(1,3,H,W) -> Conv(3->C, 3x3, pad 1) -> Relu -> y(1,C,H,W)."""
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.standard_normal((channels, 3, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32), "b")
+    dims = ["N", 3, "H", "W"] if dynamic else [1, 3, size, size]
+    out_dims = ["N", channels, "H", "W"] if dynamic else [1, channels, size, size]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv0", pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["y"], name="relu0")],
+        "conv_relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_dims)],
+        [w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(model)
+    if path is not None:
+        onnx.save(model, str(path))
+    return model
