@@ -50,7 +50,8 @@ def inspect_model(model_path: str | Path, *, input_shape: tuple[int, ...] | None
                            "sparsity": sparsity.get(lf.name, 0.0)} for lf in per_layer]
     else:
         top = sorted(per_layer, key=lambda lf: lf.flops, reverse=True)[:5]
-        info["top_layers"] = [{"name": lf.name, "op": lf.op_type, "flops": lf.flops, "share": lf.flops / total if total else 0}
+        info["top_layers"] = [{"name": lf.name, "op": lf.op_type, "flops": lf.flops,
+                                "share": lf.flops / total if total else 0}
                               for lf in top]
     if probe:
         info["runtimes"] = [r.to_dict() for r in probe_runtimes(path, input_shape=shape)]

@@ -77,7 +77,8 @@ def _child() -> None:
             from .runtimes.opencv import _cv_error_line
 
             first = "OpenCV: " + _cv_error_line(exc)
-        outcome = {"ok": False, "error": f"{type(exc).__name__}: {first[:300]} ({Path(frame.filename).name}:{frame.lineno})"}
+        where = f"{Path(frame.filename).name}:{frame.lineno}"
+        outcome = {"ok": False, "error": f"{type(exc).__name__}: {first[:300]} ({where})"}
     Path(request["result"]).write_text(json.dumps(outcome, default=str))
 
 

@@ -102,8 +102,9 @@ def load_onnx(path: str | os.PathLike[str], *, check: bool = True) -> onnx.Model
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
-        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'parse failed'}); is the file truncated?") from None
+        detail = str(exc).splitlines()[0] if str(exc) else "parse failed"
+        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {detail}); "
+                         f"is the file truncated?") from None
     if not proto.graph.node and not proto.graph.input:
         raise ModelError(f"{path} parsed as ONNX but holds no graph; is it really a model file?")
     _check_external_data(proto, path.parent, path)

@@ -50,7 +50,8 @@ def _print(info: dict) -> None:
             io.add_column(col)
         for kind in ("inputs", "outputs"):
             for t in info[kind]:
-                io.add_row(kind[:-1], t["name"], "x".join(str(d) if isinstance(d, int) else "?" for d in t["shape"]), t["dtype"],
+                shape = "x".join(str(d) if isinstance(d, int) else "?" for d in t["shape"])
+                io.add_row(kind[:-1], t["name"], shape, t["dtype"],
                            ",".join(map(str, t["dynamic_dims"])) or "-")
         console.print(io)
         shape = "x".join(map(str, info["flops_input_shape"]))
@@ -84,6 +85,7 @@ def _print(info: dict) -> None:
         for col in ("runtime", "loads and runs", "detail"):
             rt.add_column(col)
         for r in info["runtimes"]:
-            detail = "outputs " + "; ".join("x".join(map(str, s)) for s in r["output_shapes"]) if r["ok"] else r["error"]
+            shapes = "; ".join("x".join(map(str, s)) for s in r["output_shapes"])
+            detail = f"outputs {shapes}" if r["ok"] else r["error"]
             rt.add_row(r["label"], "[green]yes[/]" if r["ok"] else "[red]no[/]", detail)
         console.print(rt)

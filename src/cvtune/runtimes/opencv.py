@@ -181,7 +181,8 @@ def opencv_flops(model_path: str | Path, shape: tuple[int, ...]) -> int | None:
     cv2 = _cv2()
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
-        net = cv2.dnn.readNet(str(model_path), **({"engine": cv2.dnn.ENGINE_CLASSIC} if hasattr(cv2.dnn, "ENGINE_CLASSIC") else {}))
+        engine = {"engine": cv2.dnn.ENGINE_CLASSIC} if hasattr(cv2.dnn, "ENGINE_CLASSIC") else {}
+        net = cv2.dnn.readNet(str(model_path), **engine)
     except cv2.error:
         return None
     attempts = [lambda: net.getFLOPS(list(shape)), lambda: net.getFLOPS([list(shape)], [cv2.CV_32F])]
