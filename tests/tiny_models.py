@@ -18,7 +18,7 @@ def conv_relu(path: Path | None = None, *, channels: int = 4, size: int = 8, dyn
     dims = ["N", 3, "H", "W"] if dynamic else [1, 3, size, size]
     out_dims = ["N", channels, "H", "W"] if dynamic else [1, channels, size, size]
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv0", pads=[1, 1, 1, 1]),
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv0", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
          helper.make_node("Relu", ["c"], ["y"], name="relu0")],
         "conv_relu",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],

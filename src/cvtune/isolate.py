@@ -73,12 +73,13 @@ def _child() -> None:
     except Exception as exc:  # noqa: BLE001 - any failure of the measured code is the trial's result
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        where = f"{Path(frame.filename).name}:{frame.lineno}"
+        message = f"{type(exc).__name__}: {first[:300]} ({where})"
         if type(exc).__module__.startswith("cv2"):
             from .runtimes.opencv import _cv_error_line
 
-            first = "OpenCV: " + _cv_error_line(exc)
-        where = f"{Path(frame.filename).name}:{frame.lineno}"
-        outcome = {"ok": False, "error": f"{type(exc).__name__}: {first[:300]} ({where})"}
+            message = f"OpenCV error: {_cv_error_line(exc)}"
+        outcome = {"ok": False, "error": message}
     Path(request["result"]).write_text(json.dumps(outcome, default=str))
 
 

@@ -35,11 +35,12 @@ def _cv2():
 
 
 def available_engines() -> list[str]:
-    """Engines the installed OpenCV offers: ['auto', 'new', 'classic'] on 5.x, ['classic'] on 4.x."""
+    """Engines the installed OpenCV offers: ['auto', 'new', 'classic'] on 5.x, ['auto', 'classic'] on 4.x
+    ('auto' is always the build's default engine)."""
     dnn = _cv2().dnn
     if hasattr(dnn, "ENGINE_NEW") and hasattr(dnn, "ENGINE_CLASSIC"):
         return list(ENGINES)
-    return ["classic"]
+    return ["auto", "classic"]
 
 
 def target_status(target: str) -> tuple[bool, str]:
