@@ -66,7 +66,11 @@ def _bad_inputs(tmp_path: Path, det_model: Path) -> dict[str, list[str]]:
     truncated.write_bytes(det_model.read_bytes()[:100_000])
     fixed = tmp_path / "fixed.onnx"
     conv_relu(fixed)
+    fake_tflite = tmp_path / "model.tflite"
+    fake_tflite.write_bytes(b"TFL3 but not really")
     return {
+        "corrupt tflite": ["bench", str(fake_tflite), "--input-shape", "1x3x32x32"],
+        "tflite without shape": ["bench", str(fake_tflite)],
         "missing file": ["inspect", str(tmp_path / "missing.onnx")],
         "not a model": ["inspect", str(garbage)],
         "truncated": ["bench", str(truncated)],

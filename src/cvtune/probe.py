@@ -49,7 +49,11 @@ def probe_runtimes(model_path: str | Path, runtimes: list[Runtime] | None = None
 
     shape = resolve_input_shape(model_path, input_shape, 1)
     results = []
-    for runtime in runtimes if runtimes is not None else default_probe_runtimes():
+    if runtimes is None:
+        runtimes = default_probe_runtimes()
+        if Path(model_path).suffix.lower() != ".onnx":  # .pb / .tflite: OpenCV only
+            runtimes = [rt for rt in runtimes if rt.name == "opencv"]
+    for runtime in runtimes:
         start = time.perf_counter()
         try:
             if hasattr(runtime, "check"):
