@@ -31,3 +31,58 @@ def det_copy(tmp_path: Path, det_model: Path) -> Path:
     dst = tmp_path / det_model.name
     shutil.copy(det_model, dst)
     return dst
+
+
+# ---- rendered text (tasks/eval tests): clean lines drawn with cv2.putText, exact boxes from getTextSize ----------
+TEXT_PAGES = (
+    (("Hello World 42", (20, 50)), ("Total 1234.56", (30, 120))),
+    (("cvtune", (40, 60)), ("OpenCV DNN", (60, 130))),
+)
+
+
+def render_text_page(lines, size=(160, 400)):
+    """A white BGR page with black text lines [(text, (x, baseline_y))] and their ICDAR boxes (4 points each)."""
+    import cv2
+    import numpy as np
+
+    image = np.full((*size, 3), 255, np.uint8)
+    boxes = []
+    for text, (x, y) in lines:
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)
+        cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2, cv2.LINE_AA)
+        boxes.append(((x - 2, y - h - 2), (x + w + 2, y - h - 2), (x + w + 2, y + base), (x - 2, y + base)))
+    return image, boxes
+
+
+@pytest.fixture(scope="session")
+def icdar_dir(tmp_path_factory) -> Path:
+    """Two rendered pages in ICDAR-2015 layout (img_N.jpg + gt_img_N.txt), two text lines each."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("icdar")
+    for n, lines in enumerate(TEXT_PAGES, 1):
+        image, boxes = render_text_page(lines)
+        cv2.imwrite(str(root / f"img_{n}.png"), image)
+        rows = [",".join(str(v) for point in box for v in point) + f",{text}"
+                for box, (text, _) in zip(boxes, lines, strict=True)]
+        (root / f"gt_img_{n}.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ocr_lines_dir(tmp_path_factory) -> Path:
+    """The rendered lines as crops listed in labels.txt (`path<TAB>text`)."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("ocr_lines")
+    (root / "crops").mkdir()
+    labels = []
+    for n, lines in enumerate(TEXT_PAGES, 1):
+        image, boxes = render_text_page(lines)
+        for k, (box, (text, _)) in enumerate(zip(boxes, lines, strict=True), 1):
+            (x0, y0), (x1, y1) = box[0], box[2]
+            name = f"crops/line_{n}_{k}.png"
+            cv2.imwrite(str(root / name), image[max(y0 - 4, 0):y1 + 4, max(x0 - 4, 0):x1 + 4])
+            labels.append(f"{name}\t{text}")
+    (root / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    return root

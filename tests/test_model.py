@@ -132,3 +132,12 @@ def test_parse_shape_accepts(text: str) -> None:
 def test_parse_shape_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="expected positive integers"):
         parse_shape(text)
+
+
+def test_renamed_copies_of_zoo_models_keep_their_preprocessing(tmp_path: Path, det_model: Path) -> None:
+    from cvtune import zoo
+
+    copy = tmp_path / "my_detector.onnx"
+    save_onnx(constants_to_initializers(load_onnx(det_model)), copy)
+    assert zoo.find_by_path(copy).name == "ppocr-det"
+    assert Model.load(copy).preprocessing.size_multiple == 32

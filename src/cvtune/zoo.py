@@ -6,6 +6,7 @@ put a second cv2 build next to opencv-python-headless. We only read its model fi
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ class ZooModel:
     preprocessing: Preprocessing
     default_shape: tuple[int, int, int, int]
     extra: dict = field(default_factory=dict)
+    output_names: tuple[str, ...] = ()  # graph outputs: survive renames, pruning and quantization
 
 
 # PP-OCR preprocessing: BGR image, x/255, (x-0.5)/0.5 (see rapidocr's config.yaml and PaddleOCR's docs).
@@ -77,6 +79,7 @@ ZOO: dict[str, ZooModel] = {
             Preprocessing(size_multiple=32, **_PPOCR),
             (1, 3, 640, 640),
             {"thresh": 0.3, "box_thresh": 0.5, "unclip_ratio": 1.6},
+            ("sigmoid_0.tmp_0",),
         ),
         ZooModel(
             "ppocr-cls",
@@ -86,6 +89,7 @@ ZOO: dict[str, ZooModel] = {
             Preprocessing(input_size=(48, 192), **_PPOCR),
             (1, 3, 48, 192),
             {"labels": ["0", "180"]},
+            ("save_infer_model/scale_0.tmp_1",),
         ),
         ZooModel(
             "ppocr-rec",
@@ -94,6 +98,8 @@ ZOO: dict[str, ZooModel] = {
             "PP-OCRv4 CRNN/SVTR text recognizer (Chinese + English charset in metadata), 10.9 MB",
             Preprocessing(input_size=(48, 320), **_PPOCR),
             (1, 3, 48, 320),
+            {},
+            ("softmax_11.tmp_0",),
         ),
     ]
 }
@@ -120,10 +126,33 @@ def path(name: str) -> Path:
     return file
 
 
+ZOO_METADATA_KEY = "cvtune.zoo"
+
+
 def find_by_path(model_path: str | Path) -> ZooModel | None:
-    """The zoo entry whose file name matches `model_path`, so copies of zoo models keep their preprocessing."""
-    name = Path(model_path).name
-    return next((m for m in ZOO.values() if m.file == name), None)
+    """The zoo entry a model file derives from, so renamed, pruned or quantized copies of zoo models keep their
+    preprocessing: by file name, else by a `cvtune.zoo` metadata entry, else by the graph's output names."""
+    path = Path(model_path)
+    by_name = next((m for m in ZOO.values() if m.file == path.name), None)
+    if by_name is not None or path.suffix.lower() != ".onnx" or not path.is_file():
+        return by_name
+    stat = path.stat()
+    return _find_by_graph(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _find_by_graph(path: str, _mtime_ns: int, _size: int) -> ZooModel | None:
+    import onnx
+
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception:  # noqa: BLE001 - not our job to report a bad model here; Model.load does
+        return None
+    tagged = next((p.value for p in proto.metadata_props if p.key == ZOO_METADATA_KEY), None)
+    if tagged in ZOO:
+        return ZOO[tagged]
+    outputs = tuple(o.name for o in proto.graph.output)
+    return next((m for m in ZOO.values() if m.output_names and m.output_names == outputs), None)
 
 
 def check_zoo() -> None:

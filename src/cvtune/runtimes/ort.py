@@ -76,6 +76,7 @@ class OrtSession:
 
         if not model_path.is_file():
             raise ModelError(f"model file not found: {model_path}")
+        ort.set_default_logger_severity(3)  # failures are reported as one ModelError line, not ORT's log
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if runtime.threads:

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from ..errors import UsageError
 from .base import Metrics, Task
+from .classify import ClassifyTask
+from .detect import DETECT_DECODERS, DetectTask
+from .fidelity import FidelityTask
+from .ocr import OcrTask
+from .textdet import TextDetTask
 
-TASKS: dict[str, type[Task]] = {}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TextDetTask, OcrTask, ClassifyTask, DetectTask, FidelityTask)}
 
-__all__ = ["TASKS", "Metrics", "Task"]
+
+def get_task_class(name: str) -> type[Task]:
+    """The Task class registered as `name`; unknown names raise UsageError listing the valid ones."""
+    if name not in TASKS:
+        raise UsageError(f"unknown task '{name}'; choose one of: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "DETECT_DECODERS", "Metrics", "Task", "ClassifyTask", "DetectTask", "FidelityTask", "OcrTask",
+           "TextDetTask", "get_task_class"]

@@ -53,6 +53,12 @@ class Task:
         """Raw session outputs for one image -> a prediction (boxes, class, text, ...), JSON-serializable."""
         raise NotImplementedError
 
+    def bind(self, dataset: Dataset) -> None:
+        """Called once before predicting on `dataset` (e.g. OCR picks line or end-to-end mode). Default: nothing."""
+
+    def close(self) -> None:
+        """Release helper sessions the task opened itself (OCR detector, fidelity reference). Default: nothing."""
+
     def predict(self, session: Session, image: np.ndarray) -> Any:
         tensor, meta = self.preprocess(image)
         return self.postprocess(session.run(tensor), meta)
