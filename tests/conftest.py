@@ -86,3 +86,67 @@ def ocr_lines_dir(tmp_path_factory) -> Path:
             labels.append(f"{name}\t{text}")
     (root / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     return root
+
+
+# ---- optimizer (search/report tests) ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_image_dir(tmp_path_factory) -> Path:
+    """Eight small 48x192 text-line-like images (a plain folder): enough for the fidelity task on ppocr-cls."""
+    import cv2
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("tiny_images")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        image = np.full((48, 192, 3), 230 - 10 * i, np.uint8)
+        cv2.putText(image, f"cvtune {i}{rng.integers(100, 999)}", (6, 34), cv2.FONT_HERSHEY_SIMPLEX, 0.9,
+                    (20, 20, 20), 2)
+        cv2.imwrite(str(root / f"line_{i}.png"), image)
+    return root
+
+
+def small_search_config(out: Path, model: Path, data: Path, **overrides):
+    """A 2-4 candidate search on ppocr-cls with the fidelity task: runs in seconds."""
+    from cvtune.search import OptimizeConfig, SpaceConfig
+
+    space = overrides.pop("space", None) or SpaceConfig(runtimes=("opencv", "ort"), opencv_engines=("new",),
+                                                        threads=(1,), simplify=(False,), prune_ratios=(0.0,),
+                                                        quant=("none",))
+    return OptimizeConfig(model=model, task="fidelity", data=data, out=out, space=space, screen_images=2,
+                          final_min_time_s=0.3, **overrides)
+
+
+@pytest.fixture(scope="session")
+def optimize_run(tmp_path_factory, cls_model: Path, tiny_image_dir: Path):
+    """One finished small search whose space includes a candidate that aborts (test hook): (config, result)."""
+    import os
+
+    from cvtune.search import SpaceConfig, optimize
+    from cvtune.search.space import TEST_HOOKS_ENV
+
+    out = tmp_path_factory.mktemp("optimize") / "run"
+    previous = os.environ.get(TEST_HOOKS_ENV)
+    os.environ[TEST_HOOKS_ENV] = "1"
+    try:
+        space = SpaceConfig(runtimes=("opencv", "ort"), opencv_engines=("new",), threads=(1,), simplify=(False,),
+                            prune_ratios=(0.0,), quant=("none",), debug=("abort",))
+        config = small_search_config(out, cls_model, tiny_image_dir, space=space)
+        result = optimize(config)
+    finally:
+        if previous is None:
+            os.environ.pop(TEST_HOOKS_ENV, None)
+        else:
+            os.environ[TEST_HOOKS_ENV] = previous
+    return config, result
+
+
+@pytest.fixture(scope="session")
+def synth_text_dir(tmp_path_factory) -> Path:
+    """8 generated text images (seed 0, matplotlib's bundled fonts: the same on every machine), shared by the
+    accuracy, compression, quantization and search tests. Holds textdet/ (ICDAR) and ocr/ (line crops)."""
+    from cvtune.data.synth import SynthConfig, generate_text_set
+
+    out = tmp_path_factory.mktemp("synth") / "text"
+    generate_text_set(out, SynthConfig(n=8, seed=0, fonts="bundled"))
+    return out
