@@ -65,3 +65,12 @@ def test_missing_model_file(tmp_path: Path) -> None:
     for runtime in (make_runtime("opencv"), make_runtime("ort")):
         with pytest.raises(ModelError, match="not found"):
             runtime.open(tmp_path / "absent.onnx")
+
+
+def test_fusion_and_winograd_switches_on_the_classic_engine(det_model: Path, det_input: np.ndarray) -> None:
+    reference = make_runtime("ort", threads=1).open(det_model).run(det_input)[0]
+    plain = make_runtime("opencv", engine="classic", fusion=False, winograd=False).open(det_model).run(det_input)[0]
+    np.testing.assert_allclose(plain, reference, atol=1e-3)
+    if "new" in available_engines():
+        with pytest.raises(RuntimeUnavailable, match="classic engine only"):
+            make_runtime("opencv", engine="new", fusion=False).check()

@@ -108,6 +108,11 @@ class OpenCVRuntime(Runtime):
         ok, reason = target_status(self.target)
         if not ok:
             raise RuntimeUnavailable(f"OpenCV target '{self.target}' is not available: {reason}")
+        if (not self.fusion or not self.winograd) and self.engine != "classic" and "new" in engines:
+            raise RuntimeUnavailable(
+                "the fusion and Winograd switches apply to OpenCV's classic engine only (turning them off on a "
+                "new-engine net leaves it empty in OpenCV 5.0); use engine=classic"
+            )
         if self.target != "cpu" and self.engine == "new":
             raise RuntimeUnavailable(
                 f"the new OpenCV engine runs on the CPU backend only; use --engine classic for {self.target}"
