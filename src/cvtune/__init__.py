@@ -6,3 +6,10 @@ import os as _os
 _os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
 
 __version__ = "0.1.0"
+
+
+def load_deployed(path):  # noqa: ANN001, ANN201 - thin lazy re-export keeps `import cvtune` light
+    """Load an exported `deploy.json` (or its folder): `.predict(image)`, `.open()`, `.runtime`, `.task`."""
+    from .deploy import load_deployed as _load_deployed
+
+    return _load_deployed(path)

@@ -23,6 +23,8 @@ except ImportError:
 def make_runtime(name: str, **settings: Any) -> Runtime:
     """Build a Runtime from its registry name and settings; unknown names or settings raise UsageError."""
     if name not in RUNTIMES:
+        if name == "openvino":
+            raise UsageError("the openvino runtime needs the openvino package: pip install 'cvtune[openvino]'")
         raise UsageError(f"unknown runtime '{name}'; choose one of: {', '.join(RUNTIMES)}")
     cls = RUNTIMES[name]
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

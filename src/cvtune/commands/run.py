@@ -1,0 +1,95 @@
+"""`cvtune run MODEL|DEPLOY.json --input DIR|VIDEO --out results.jsonl`: batch inference with a resumable JSONL
+output, locally (threads, one session each) or on Ray (`--ray`, `--ray-address`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..console import console, err_console
+from ..deploy import is_deploy_file, load_deployed
+from ..errors import UsageError
+from ..pipeline import PredictorSpec, default_task, resolve_workers, run_pipeline, task_names
+from ..runtimes.devices import resolve_target, usable_cores
+from ._options import ENGINE, JSON, TARGET, THREADS, build_runtime
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """['thresh=0.4', 'labels=["0","180"]'] -> {'thresh': 0.4, 'labels': ['0', '180']} (JSON values, else text)."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"bad --option '{item}': expected KEY=VALUE, e.g. --option thresh=0.4")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_cmd(
+        model: Path = typer.Argument(..., help="Model file (.onnx, ...) or a deploy.json written by the optimizer."),
+        input_path: Path = typer.Option(..., "--input", "-i", help="Folder of images (recursive), one image, or a "
+                                        "video file."),
+        out: Path = typer.Option(..., "--out", "-o", help="Results, one JSON line per input. If it exists, the "
+                                 "run continues after the rows already there."),
+        task: str = typer.Option(None, "--task", help="Postprocessing: " + ", ".join(task_names()) + " (default: "
+                                 "the deploy.json's or the zoo's task; 'raw' writes the outputs themselves)."),
+        option: list[str] = typer.Option(None, "--option", "-O", help="Task option KEY=VALUE (JSON values), e.g. "
+                                         "-O thresh=0.4. Repeatable."),
+        workers: str = typer.Option("auto", "--workers", "-w", help="Inference workers, each with its own session: "
+                                    "a number, or 'auto' (the deploy.json's instances, else one per core)."),
+        batch: int = typer.Option(None, "--batch", "-b", help="Images per inference run (default: the "
+                                  "deploy.json's, else 1). The model needs a dynamic batch dim."),
+        runtime: str = typer.Option(None, "--runtime", "-r", help="Runtime (default: the deploy.json's, else "
+                                    "opencv)."),
+        engine: str = ENGINE,
+        target: str = TARGET,
+        threads: int = THREADS,
+        fallback: bool = typer.Option(False, "--fallback", help="If the requested target is missing, run on the "
+                                      "CPU instead (and say so)."),
+        ray: bool = typer.Option(False, "--ray", help="Run on Ray Data (actor pool, one session per actor); "
+                                 "starts a local Ray unless --ray-address is given. Needs: pip install "
+                                 "'cvtune\\[ray]'."),
+        ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to use, HOST:PORT or "
+                                        "ray://HOST:PORT (implies --ray)."),
+        as_json: bool = JSON,
+    ) -> None:
+        """Predict every image (or video frame) and write one JSON row per input, resumably; corrupt inputs get a
+        row with "error" and are skipped."""
+        options = parse_options(option)
+        deployed = load_deployed(model) if is_deploy_file(model) else None
+        n_workers = resolve_workers(workers, default=deployed.instances if deployed else None)
+        if deployed and not (runtime or engine or target):
+            rt = dataclasses.replace(deployed.runtime, threads=threads) if threads else deployed.runtime
+        else:  # workers x threads = the cores, unless told otherwise
+            name = runtime or (deployed.runtime.name if deployed else "opencv")
+            rt = build_runtime(name, engine=engine, target=target,
+                               threads=threads or max(1, usable_cores() // n_workers))
+        rt, note = resolve_target(rt, fallback=fallback)
+        if note:
+            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        if deployed:
+            spec = deployed.spec(runtime=rt, batch=batch, task=task, task_options=options)
+        else:
+            spec = PredictorSpec(model=str(model), runtime=rt.to_dict(), task=task or default_task(model),
+                                 task_options=options, batch=batch or 1)
+        use_ray = ray or bool(ray_address)
+        err_console.print(f"run: {Path(spec.model).name} with {rt.label()}, task {spec.task}, {n_workers} "
+                          f"{'actor' if use_ray else 'worker'}(s), batch {spec.batch} -> {out}", highlight=False)
+        result = run_pipeline(spec, input_path, out, workers=n_workers, ray=use_ray, ray_address=ray_address,
+                              progress=not as_json)
+        if as_json:
+            print(json.dumps(result.to_dict(), indent=2))
+            return
+        resumed = f", {result.already_done} were already done" if result.already_done else ""
+        errors = f", {result.errors} skipped as unreadable (rows with \"error\")" if result.errors else ""
+        console.print(f"wrote {result.written} rows to {out} in {result.seconds:.1f} s "
+                      f"({result.images_per_s:.1f} images/s){resumed}{errors}", highlight=False)

@@ -1,0 +1,130 @@
+"""Load a deploy.json (written by the optimizer) and run what it describes:
+
+    deployed = load_deployed("out/deploy.json")
+    prediction = deployed.predict(cv2.imread("page.png"))
+
+deploy.json: {"model": "model.onnx" (relative to the deploy.json folder), "runtime": Runtime.to_dict(),
+"task": "textdet", "task_options": {...}, "input_size": [H, W] or null, "batch": 1, "instances": 1,
+"preprocessing": Preprocessing.to_dict(), "expected": {...}}. Only "model" and "runtime" are required.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CvtuneError, ModelError, UsageError
+from .runtimes import Runtime, Session, runtime_from_dict
+
+__all__ = ["Deployed", "load_deployed", "is_deploy_file"]
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """A deployed configuration. `predict` keeps one lazily opened session: it is not thread-safe, so give each
+    thread its own `open()` session and `spec().build_task()` task, or use `cvtune run` (one per worker)."""
+
+    path: Path
+    model_path: Path
+    runtime: Runtime
+    task_name: str
+    task_options: dict[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int] | None = None
+    batch: int = 1
+    instances: int = 1
+    preprocessing: dict[str, Any] | None = None
+    expected: dict[str, Any] = field(default_factory=dict)
+    _state: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def spec(self, *, runtime: Runtime | None = None, batch: int | None = None, task: str | None = None,
+             task_options: dict[str, Any] | None = None):
+        """The PredictorSpec the pipeline's workers build from (overrides for `cvtune run` options)."""
+        from .pipeline.predictor import PredictorSpec
+
+        return PredictorSpec(model=str(self.model_path), runtime=(runtime or self.runtime).to_dict(),
+                             task=task or self.task_name, task_options={**self.task_options, **(task_options or {})},
+                             preprocessing=self.preprocessing, input_size=self.input_size,
+                             batch=batch or self.batch)
+
+    @property
+    def task(self):
+        """The Task instance (built once)."""
+        if "task" not in self._state:
+            self._state["task"] = self.spec().build_task()
+        return self._state["task"]
+
+    def open(self) -> Session:
+        """A new session of the deployed model with the deployed runtime settings."""
+        return self.runtime.open(self.model_path)
+
+    def predict(self, image: np.ndarray) -> Any:
+        """One BGR uint8 image -> the task's prediction (session opened on first use)."""
+        if "session" not in self._state:
+            self._state["session"] = self.open()
+        return self.task.predict(self._state["session"], image)
+
+    def close(self) -> None:
+        session = self._state.pop("session", None)
+        if session is not None:
+            session.close()
+        task = self._state.pop("task", None)
+        if task is not None:
+            task.close()
+
+
+def is_deploy_file(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() == ".json"
+
+
+def load_deployed(path: str | os.PathLike[str]) -> Deployed:
+    """Read and check a deploy.json; every problem is one UsageError/ModelError naming the file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"deploy file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file or re-export it") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text; is this really a deploy.json?") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object with 'model' and 'runtime'")
+    for key in ("model", "runtime"):
+        if key not in data:
+            raise UsageError(f"{path}: missing key '{key}' (a deploy.json needs 'model' and 'runtime')")
+    model_path = (path.parent / str(data["model"])).resolve()
+    if not model_path.is_file():
+        raise ModelError(f"{path}: model '{data['model']}' not found (looked for {model_path}; paths are relative "
+                         f"to the deploy.json folder)")
+    if not isinstance(data["runtime"], dict):
+        raise UsageError(f"{path}: 'runtime' must be an object like {{\"runtime\": \"opencv\", \"threads\": 2}}")
+    try:
+        runtime = runtime_from_dict(data["runtime"])
+    except CvtuneError as exc:
+        raise UsageError(f"{path}: runtime: {exc}") from None
+    from .pipeline.predictor import default_task, task_names
+
+    task = data.get("task") or default_task(model_path)
+    if task not in task_names():
+        raise UsageError(f"{path}: unknown task '{task}'; choose one of: {', '.join(task_names())}")
+    size = data.get("input_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise UsageError(f"{path}: 'input_size' must be [height, width] in pixels or null (got {size!r})")
+    batch, instances = _positive(path, data, "batch"), _positive(path, data, "instances")
+    return Deployed(path=path, model_path=model_path, runtime=runtime, task_name=task,
+                    task_options=dict(data.get("task_options") or {}),
+                    input_size=(int(size[0]), int(size[1])) if size else None, batch=batch, instances=instances,
+                    preprocessing=data.get("preprocessing"), expected=dict(data.get("expected") or {}))
+
+
+def _positive(path: Path, data: dict, key: str) -> int:
+    value = data.get(key, 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"{path}: '{key}' must be a whole number >= 1 (got {value!r})")
+    return value

@@ -1,0 +1,103 @@
+"""OpenVINO runtime (optional extra: pip install 'cvtune[openvino]'): device, threads, performance hint, precision.
+
+Importing this module raises ImportError when the `openvino` package is absent, so the registry in
+runtimes/__init__.py simply leaves it out. OpenVINO runs bf16 by default on CPUs with AVX-512 BF16 or AMX; cvtune
+asks for f32 unless told otherwise, so accuracy is comparable across runtimes (precision="bf16" is a knob).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import openvino  # noqa: F401 - ImportError here keeps OpenVINO out of the runtime registry
+
+from ..errors import ModelError, RuntimeUnavailable, UsageError
+from .base import Runtime
+
+HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
+PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
+
+
+def _core():
+    import openvino as ov
+
+    return ov.Core()
+
+
+def available_devices() -> list[str]:
+    return list(_core().available_devices)
+
+
+@dataclass(frozen=True)
+class OpenVINORuntime(Runtime):
+    """Settings for openvino.Core.compile_model: which device, how many threads, which hint and precision."""
+
+    name: ClassVar[str] = "openvino"
+    device: str = "CPU"
+    threads: int | None = None  # INFERENCE_NUM_THREADS; None = OpenVINO's default
+    hint: str = "latency"
+    precision: str = "f32"
+    streams: int | None = None  # NUM_STREAMS; None = what the hint picks
+
+    def __post_init__(self) -> None:
+        if self.hint not in HINTS:
+            raise UsageError(f"unknown OpenVINO hint '{self.hint}'; choose one of: {', '.join(HINTS)}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown OpenVINO precision '{self.precision}'; choose one of: {', '.join(PRECISIONS)}")
+        for what, value in (("threads", self.threads), ("streams", self.streams)):
+            if value is not None and value < 1:
+                raise UsageError(f"{what} must be >= 1 (got {value})")
+
+    def label(self) -> str:
+        threads = f" t{self.threads}" if self.threads else ""
+        return f"openvino:{self.device}/{self.hint}{threads}"
+
+    def check(self) -> None:
+        have = available_devices()
+        virtual = self.device.split(":")[0] in ("AUTO", "MULTI", "HETERO")
+        if not virtual and self.device.split(".")[0] not in {d.split(".")[0] for d in have}:
+            raise RuntimeUnavailable(f"OpenVINO device '{self.device}' is not on this machine (available: "
+                                     f"{', '.join(have) or 'none'})")
+
+    def config(self) -> dict[str, str]:
+        config = {"PERFORMANCE_HINT": HINTS[self.hint]}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = str(self.threads)
+        if PRECISIONS[self.precision]:
+            config["INFERENCE_PRECISION_HINT"] = PRECISIONS[self.precision]
+        if self.streams:
+            config["NUM_STREAMS"] = str(self.streams)
+        return config
+
+    def open(self, model_path: str | Path) -> OpenVINOSession:
+        self.check()
+        return OpenVINOSession(Path(model_path), self)
+
+
+class OpenVINOSession:
+    """One compiled model and one infer request. Not thread-safe: one session per worker."""
+
+    def __init__(self, model_path: Path, runtime: OpenVINORuntime) -> None:
+        if not model_path.is_file():
+            raise ModelError(f"model file not found: {model_path}")
+        try:
+            self.compiled = _core().compile_model(str(model_path), runtime.device, runtime.config())
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line text
+            first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            raise ModelError(f"OpenVINO cannot load {model_path}: {first[:300]}") from None
+        self.request = self.compiled.create_infer_request()
+        self.input_name = self.compiled.inputs[0].get_any_name()
+        self.output_names = [o.get_any_name() if o.get_names() else f"output{i}"
+                             for i, o in enumerate(self.compiled.outputs)]
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        result = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        # The arrays alias the request's output tensors, which the next infer() overwrites: copy them.
+        return [np.array(result[port], copy=True) for port in self.compiled.outputs]
+
+    def close(self) -> None:
+        self.request = None
+        self.compiled = None
