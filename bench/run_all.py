@@ -19,6 +19,7 @@ def main() -> int:
         print(f"\n=== bench/{script.name} ===", flush=True)
         spec = importlib.util.spec_from_file_location(script.stem, script)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
         start = time.perf_counter()
         try:
             spec.loader.exec_module(module)

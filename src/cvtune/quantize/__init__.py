@@ -1,0 +1,35 @@
+"""Quantization that keeps its promise: int8 (static with calibration on the user's images, or dynamic) and fp16,
+an accuracy-aware fallback that keeps the most harmful layers in float, and a probe of which runtimes/engines load
+each produced model. Every model is written atomically with a `<name>.quant.json` sidecar.
+
+    from cvtune.quantize import StaticConfig, load_calibration, quantize
+    calib = load_calibration(model, "images/", size=64)
+    result = quantize(model, "model_int8.onnx", StaticConfig(format="qdq", per_channel=True), calibration=calib)
+"""
+
+from __future__ import annotations
+
+from .accuracy import AccuracyReport, AccuracyStep, HarmfulLayer, locate_harmful, quantize_with_accuracy_control
+from .api import quantize
+from .calibration import CalibrationSet, TensorReader, load_calibration, random_calibration
+from .config import (
+    CALIBRATIONS,
+    FORMATS,
+    QTYPES,
+    DynamicConfig,
+    Fp16Config,
+    QuantConfig,
+    StaticConfig,
+    cpu_has_vnni,
+    parse_drop,
+)
+from .fp16 import fp32_kernel_ops
+from .graph import QUANTIZED_OPS
+from .result import QuantResult, sidecar_path
+
+__all__ = [
+    "CALIBRATIONS", "FORMATS", "QTYPES", "QUANTIZED_OPS", "AccuracyReport", "AccuracyStep", "CalibrationSet",
+    "DynamicConfig", "Fp16Config", "HarmfulLayer", "QuantConfig", "QuantResult", "StaticConfig", "TensorReader",
+    "cpu_has_vnni", "fp32_kernel_ops", "locate_harmful", "load_calibration", "parse_drop", "quantize",
+    "quantize_with_accuracy_control", "random_calibration", "sidecar_path",
+]

@@ -1,0 +1,157 @@
+"""The umbrella entry point: `quantize(model, output, config)` dispatches on the config's type, then every method
+ends the same way: compact, check fidelity, probe which runtimes load the file, write model + sidecar atomically.
+
+All work happens in a temporary folder; the user's output appears only when everything succeeded, and the input
+is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..errors import UsageError
+from ..files import atomic_path, refuse_overwrite_of_input, write_json
+from ..model import Model, check_model_file, constants_to_initializers, load_onnx
+from ..probe import ProbeResult, probe_runtimes
+from ..runtimes import Runtime, make_runtime
+from .calibration import CalibrationSet
+from .config import DynamicConfig, Fp16Config, QuantConfig, StaticConfig
+from .graph import all_names, compact
+from .ortutil import check_loads
+from .result import QuantResult, output_fidelity, quant_op_counts, runtime_agreement, sidecar_path
+
+
+def check_output(model: str | os.PathLike[str], output: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Source and output as Paths; the source must exist, the output must be a new .onnx path."""
+    source = check_model_file(model)
+    output = Path(output)
+    if output.suffix.lower() != ".onnx":
+        raise UsageError(f"output {output} must end in .onnx")
+    refuse_overwrite_of_input(output, source)
+    refuse_overwrite_of_input(sidecar_path(output), source)
+    if output.is_dir():
+        raise UsageError(f"output {output} is a folder; give a file path ending in .onnx")
+    return source, output
+
+
+def build(source: Path, target: Path, config: QuantConfig, workdir: Path,
+          calibration: CalibrationSet | None) -> tuple[list[str], dict[str, Any]]:
+    """Produce the quantized model at `target`; returns (notes, extra details). Dispatches on the config type."""
+    if isinstance(config, StaticConfig):
+        from .static import prepare_float, quantize_static_model
+
+        if calibration is None or not len(calibration):
+            raise UsageError("static int8 needs calibration images: pass --calib DIR (or --data DIR), or use "
+                             "--dynamic, which needs none")
+        prepared = prepare_float(source, config, workdir)
+        notes = list(prepared.notes)
+        notes += quantize_static_model(prepared, target, calibration, config, cache=workdir / "ranges.json")
+        return notes, {"quantized_nodes": len(prepared.quantizable), "settings": config.resolved().to_dict()}
+    if isinstance(config, DynamicConfig):
+        from .dynamic import quantize_dynamic_model
+
+        return quantize_dynamic_model(source, target, config, workdir), {"settings": config.to_dict()}
+    if isinstance(config, Fp16Config):
+        from .fp16 import convert_fp16_model
+
+        notes, details = convert_fp16_model(source, target, config)
+        return notes, {"settings": config.to_dict(), "fp16": details}
+    raise UsageError(f"unknown quantization config {type(config).__name__}; use StaticConfig, DynamicConfig or "
+                     f"Fp16Config")
+
+
+def default_probe_shape(source: Path, config: QuantConfig) -> tuple[int, ...]:
+    if isinstance(config, StaticConfig) and config.input_shape:
+        return tuple(config.input_shape)
+    return Model.load(source).default_input_shape()
+
+
+def _compact_file(source: Path, produced: Path, sample: np.ndarray) -> str:
+    """Compact `produced` in place (see graph.compact) if the result still loads and runs in ORT; returns a note."""
+    original = all_names(constants_to_initializers(load_onnx(source)))
+    prepared = produced.parent / "prepared.onnx"
+    if prepared.is_file():
+        original |= all_names(onnx.load(str(prepared)))
+    before = produced.stat().st_size
+    backup = produced.with_suffix(".uncompacted.onnx")
+    shutil.copyfile(produced, backup)
+    onnx.save(compact(onnx.load(str(produced)), original), str(produced))
+    error = check_loads(produced, sample)
+    if error:
+        shutil.move(backup, produced)
+        return f"compaction skipped: the compacted model did not load in ORT ({error[:120]})"
+    backup.unlink()
+    return f"compacted: {before} -> {produced.stat().st_size} bytes (value_info, zero zero-points, shorter names)"
+
+
+def finalize(source: Path, produced: Path, output: Path, config: QuantConfig, notes: list[str], *,
+             calibration: CalibrationSet | None, details: dict[str, Any], probe: bool,
+             probe_shape: tuple[int, ...] | None, probe_runtimes_: list[Runtime] | None = None,
+             accuracy: dict[str, Any] | None = None, started: float | None = None) -> QuantResult:
+    """Compact `produced`, measure it, probe it, then write it to `output` with its sidecar (atomically)."""
+    shape = probe_shape or default_probe_shape(source, config)
+    samples = calibration.tensors[:4] if calibration is not None else ()
+    if not samples:
+        from .calibration import random_calibration
+
+        samples = random_calibration(source, shape, n=2).tensors
+    notes = [*notes, _compact_file(source, produced, samples[0])]
+    fidelity = output_fidelity(source, produced, samples)
+    fidelity["inputs_from"] = calibration.source if calibration is not None else "random"
+    probes: tuple[ProbeResult, ...] = ()
+    extra = {k: v for k, v in details.items() if k not in ("settings", "quantized_nodes")}
+    if probe:
+        probes = tuple(probe_runtimes(produced, probe_runtimes_, shape))
+        if calibration is not None and calibration.tensors:
+            extra["agreement"] = runtime_agreement(produced, source, probes, calibration.tensors[0],
+                                                   produced.parent)
+        if isinstance(config, Fp16Config):
+            alt = probe_runtimes(source, [make_runtime("opencv", engine="classic", target="cpu_fp16")], shape)[0]
+            extra["runtime_alternative"] = {"what": "float model on OpenCV's DNN_TARGET_CPU_FP16", **alt.to_dict()}
+    settings = details.get("settings", config.to_dict())
+    excluded = tuple(settings.get("exclude", ()))
+    counts = quant_op_counts(produced)
+    quantized = details.get("quantized_nodes")
+    if quantized is None:
+        quantized = sum(n for op, n in counts.items() if op.startswith(("QLinear", "ConvInteger", "MatMulInteger",
+                                                                          "DynamicQuantizeMatMul", "QGemm")))
+    result = QuantResult(
+        output=output, sidecar=sidecar_path(output), source=source, method=config.method, settings=settings,
+        source_bytes=source.stat().st_size, output_bytes=produced.stat().st_size, quantized_nodes=int(quantized),
+        op_counts=counts, excluded=excluded, notes=tuple(n for n in notes if n),
+        calibration=calibration.to_dict() if calibration is not None and config.method == "static" else None,
+        fidelity=fidelity, probe=probes, accuracy=accuracy, extra=extra,
+        seconds=time.perf_counter() - started if started else 0.0)
+    with atomic_path(output) as tmp:
+        shutil.copyfile(produced, tmp)
+    try:
+        write_json(result.sidecar, result.to_dict())
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    return result
+
+
+def quantize(model: str | os.PathLike[str], output: str | os.PathLike[str], config: QuantConfig | None = None, *,
+             calibration: CalibrationSet | None = None, probe: bool = True,
+             probe_shape: tuple[int, ...] | None = None, runtimes: list[Runtime] | None = None) -> QuantResult:
+    """Quantize `model` into `output` (+ `<output stem>.quant.json`). `config` defaults to static int8 QDQ, which
+    needs `calibration` (see load_calibration). `runtimes` are what the probe tries (default: every OpenCV
+    engine and ONNX Runtime)."""
+    started = time.perf_counter()
+    config = config or StaticConfig()
+    source, output = check_output(model, output)
+    with tempfile.TemporaryDirectory(prefix="cvtune-quantize-") as tmp:
+        workdir = Path(tmp)
+        produced = workdir / "quantized.onnx"
+        notes, details = build(source, produced, config, workdir, calibration)
+        return finalize(source, produced, output, config, notes, calibration=calibration, details=details,
+                        probe=probe, probe_shape=probe_shape, probe_runtimes_=runtimes, started=started)
