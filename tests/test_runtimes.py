@@ -56,7 +56,8 @@ def test_bad_settings_are_usage_errors(name: str, settings: dict, message: str) 
 
 
 def test_settings_round_trip_through_json_dicts() -> None:
-    for runtime in (OpenCVRuntime(engine="classic", threads=2, winograd=False), OrtRuntime(threads=1)):
+    for runtime in (OpenCVRuntime(engine="classic", threads=2, winograd=False), OrtRuntime(threads=1),
+                    OrtRuntime(disabled_optimizers=("WeightBiasQuantization",))):
         assert runtime_from_dict(runtime.to_dict()) == runtime
     assert OpenCVRuntime(engine="new", threads=2).label() == "opencv:new/cpu t2"
 
@@ -74,3 +75,8 @@ def test_fusion_and_winograd_switches_on_the_classic_engine(det_model: Path, det
     if "new" in available_engines():
         with pytest.raises(RuntimeUnavailable, match="classic engine only"):
             make_runtime("opencv", engine="new", fusion=False).check()
+
+
+def test_ort_can_switch_off_named_graph_optimizers(det_model: Path, det_input: np.ndarray) -> None:
+    session = make_runtime("ort", disabled_optimizers=["ConstantFolding"]).open(det_model)
+    assert session.run(det_input)[0].shape == (1, 1, 96, 96)

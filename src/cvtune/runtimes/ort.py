@@ -38,8 +38,13 @@ class OrtRuntime(Runtime):
     graph_opt: str = "all"
     execution_mode: str = "sequential"
     provider: str = "cpu"
+    # ORT graph optimizers to switch off by name, e.g. ("WeightBiasQuantization",) keeps float-kept layers float
+    disabled_optimizers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        names = self.disabled_optimizers
+        if isinstance(names, str | list):  # from JSON or a --compare spec
+            object.__setattr__(self, "disabled_optimizers", (names,) if isinstance(names, str) else tuple(names))
         if self.graph_opt not in GRAPH_OPT:
             raise UsageError(f"unknown graph optimization '{self.graph_opt}'; choose one of: {', '.join(GRAPH_OPT)}")
         if self.execution_mode not in EXECUTION_MODES:
@@ -89,7 +94,8 @@ class OrtSession:
         if providers[0] != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")
         try:
-            self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+            extra = {"disabled_optimizers": list(runtime.disabled_optimizers)} if runtime.disabled_optimizers else {}
+            self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers, **extra)
         except Exception as exc:  # noqa: BLE001 - ORT raises several exception types for bad models
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"ONNX Runtime cannot load {model_path}: {first[:300]}") from None
