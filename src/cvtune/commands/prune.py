@@ -1,0 +1,155 @@
+"""`cvtune prune MODEL -o OUT --method ...`: unstructured sparsification or structured channel pruning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ..console import console, err_console, progress
+
+
+def _check_options(method: str, sparsity, threshold, ratio, importance, allocation, calib) -> None:
+    from ..errors import UsageError
+
+    if method == "channel":
+        if sparsity is not None or threshold is not None:
+            raise UsageError("--method channel removes whole channels: give --ratio R (not --sparsity/--threshold)")
+        if ratio is None and allocation is None:
+            raise UsageError("--method channel needs --ratio R in (0, 1), e.g. --ratio 0.3")
+    else:
+        if ratio is not None:
+            raise UsageError(f"--ratio is for --method channel; --method {method} takes "
+                             f"{'--threshold T' if method == 'threshold' else '--sparsity S'}")
+        if importance is not None or calib is not None:
+            raise UsageError(f"{'--importance' if importance is not None else '--calib'} is for --method channel; "
+                             f"--method {method} needs no calibration")
+        if method == "threshold" and sparsity is not None:
+            raise UsageError("--method threshold takes --threshold T (zero |w| < T), not --sparsity")
+        if method != "threshold" and threshold is not None:
+            raise UsageError(f"--threshold is for --method threshold; --method {method} takes --sparsity S")
+
+
+def _allocation(path: Path | None, method: str) -> dict[str, float]:
+    if path is None:
+        return {}
+    from ..compress.sensitivity import load_sensitivity
+    from ..errors import UsageError
+
+    data = load_sensitivity(path)
+    wanted = "channel" if method == "channel" else "magnitude"
+    if data.get("method") != wanted:
+        raise UsageError(f"{path} holds a '{data.get('method')}' allocation; --method {method} needs a "
+                         f"'{wanted}' one (cvtune sensitivity --method {wanted} --budget ...)")
+    if not data.get("allocation"):
+        raise UsageError(f"{path} has no allocation yet; run cvtune sensitivity with --budget B to make one")
+    return {str(k): float(v) for k, v in data["allocation"].items()}
+
+
+def register(app: typer.Typer) -> None:
+    from ..compress.channels import IMPORTANCE
+    from ..compress.prune import PRUNE_METHODS
+    from ..compress.sparsify import SCOPES
+
+    @app.command("prune")
+    def prune_command(
+        model: Path = typer.Argument(..., help="Model file (.onnx), e.g. $(cvtune zoo path ppocr-det)."),
+        output: Path = typer.Option(None, "--output", "-o", help="Where to write the pruned model (.onnx); a "
+                                    "JSON report goes next to it as OUT.prune.json."),
+        method: str = typer.Option("magnitude", "--method", "-m", help=f"{' | '.join(PRUNE_METHODS)}: zero "
+                                   "weights (magnitude/random/threshold) or remove whole channels (channel)."),
+        sparsity: float = typer.Option(None, "--sparsity", help="magnitude/random: fraction of weights to zero."),
+        threshold: float = typer.Option(None, "--threshold", help="threshold: zero weights with |w| < T."),
+        scope: str = typer.Option("layer", "--scope", help=f"magnitude ranking: {' | '.join(SCOPES)}."),
+        ratio: float = typer.Option(None, "--ratio", help="channel: fraction of each group's channels to remove."),
+        importance: str = typer.Option(None, "--importance", help=f"channel ranking: {' | '.join(IMPORTANCE)} "
+                                       "(default: activation with --calib, else l1)."),
+        calib: Path = typer.Option(None, "--calib", help="Folder of calibration images (channel: reconstruction "
+                                   "and activation importance)."),
+        calib_size: int = typer.Option(16, "--calib-size", help="How many calibration images to use."),
+        task: str = typer.Option(None, "--task", help="Task whose preprocessing the calibration images get "
+                                 "(default: the zoo model's task, else a plain resize)."),
+        input_shape: str = typer.Option(None, "--input-shape", help="Input shape for calibration and the FLOP "
+                                        "count, e.g. 1x3x640x640 (default: the model's)."),
+        no_reconstruct: bool = typer.Option(False, "--no-reconstruct", help="channel: plain cut, no least-squares "
+                                            "refit of the consumer layers."),
+        skip: list[str] = typer.Option(None, "--skip", help="Layer (or channel group) name to leave alone; "
+                                       "repeatable."),
+        skip_first: bool = typer.Option(True, "--skip-first/--no-skip-first", help="Unstructured: leave the "
+                                        "first weighted layer dense."),
+        skip_last: bool = typer.Option(True, "--skip-last/--no-skip-last", help="Unstructured: leave the last "
+                                       "weighted layer dense."),
+        round_to: int = typer.Option(1, "--round-to", help="channel: round kept channel counts up to a multiple."),
+        allocation: Path = typer.Option(None, "--allocation", help="Per-layer levels from `cvtune sensitivity "
+                                        "--budget` (its JSON file) instead of one --sparsity/--ratio."),
+        plan_only: bool = typer.Option(False, "--plan", help="Print the plan (channel groups, or per-layer "
+                                       "sparsity) and write nothing."),
+        seed: int = typer.Option(0, "--seed", help="Seed for random pruning and calibration sampling."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable report on stdout."),
+    ) -> None:
+        """Prune a model. Unstructured methods zero weights (the file compresses better; dense kernels are NOT
+        faster); --method channel removes whole channels (the only pruning that makes OpenCV and ORT faster),
+        refitting the next layers by least squares on --calib images. The input model is never modified."""
+        from ..compress.prune import ChannelConfig, prune_file
+        from ..compress.sparsify import SparsifyConfig
+        from ..errors import UsageError
+        from ..model import parse_shape
+
+        if method not in PRUNE_METHODS:
+            raise UsageError(f"unknown method '{method}'; choose one of: {', '.join(PRUNE_METHODS)}")
+        _check_options(method, sparsity, threshold, ratio, importance, allocation, calib)
+        if output is None and not plan_only:
+            raise UsageError("give -o OUT.onnx for the pruned model (or --plan to only print the plan)")
+        shape = parse_shape(input_shape) if input_shape else None
+        levels = _allocation(allocation, method)
+        if method == "channel":
+            importance = importance or ("activation" if calib else "l1")
+            config = ChannelConfig(ratio=ratio, ratios=tuple(levels.items()), importance=importance,
+                                   reconstruct=not no_reconstruct, skip=tuple(skip or ()), round_to=round_to,
+                                   seed=seed)
+            if plan_only:
+                config = ChannelConfig(ratio=ratio, ratios=config.ratios, importance=config.importance,
+                                       reconstruct=False, skip=config.skip, round_to=round_to, seed=seed)
+        else:
+            config = SparsifyConfig(method=method, sparsity=sparsity, threshold=threshold, scope=scope,
+                                    skip_first=skip_first, skip_last=skip_last, skip=tuple(skip or ()),
+                                    layer_sparsity=tuple(levels.items()), seed=seed)
+        target = None if plan_only else output
+        if method == "channel" and target is not None and config.reconstruct and not as_json:
+            with progress() as bar:
+                job = bar.add_task("reconstruct", total=None, rate="")
+
+                def on_wave(i: int, n: int) -> None:
+                    bar.update(job, completed=i, total=n, rate=f"wave {i + 1}/{n}")
+
+                report = prune_file(model, target, config, calib_dir=calib, calib_size=calib_size, task=task,
+                                    input_shape=shape, on_wave=on_wave)
+        else:
+            report = prune_file(model, target, config, calib_dir=calib, calib_size=calib_size, task=task,
+                                input_shape=shape)
+        data = {"input": str(model), "output": None if target is None else str(target), **report.to_dict()}
+        if as_json:
+            print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+            return
+        _print_report(report, target)
+
+
+def _print_report(report, output: Path | None) -> None:
+    from ..compress.prune import ChannelReport
+
+    if isinstance(report, ChannelReport):
+        console.print(report.plan.table())
+        console.print(report.plan.summary())
+        if report.reconstruction is not None:
+            rec = report.reconstruction
+            console.print(f"reconstruction on {rec.images} images: mean relative output error of the refit layers "
+                          f"{rec.mean_error_cut:.4f} (plain cut) -> {rec.mean_error_fit:.4f} (refit)")
+    else:
+        console.print(report.table())
+        console.print(f"[dim]{report.note}[/]")
+    if output is not None:
+        console.print(f"wrote {output} ({report.file_bytes / 1024:,.0f} KiB, was "
+                      f"{report.original_file_bytes / 1024:,.0f} KiB) and its report")
+    else:
+        err_console.print("--plan: nothing written")
