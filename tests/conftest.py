@@ -119,7 +119,8 @@ def small_search_config(out: Path, model: Path, data: Path, **overrides):
 
 @pytest.fixture(scope="session")
 def optimize_run(tmp_path_factory, cls_model: Path, tiny_image_dir: Path):
-    """One finished small search whose space includes a candidate that aborts (test hook): (config, result)."""
+    """One finished small search whose space includes a candidate that aborts and one that hangs (test hooks,
+    trial timeout 8 s): (config, result)."""
     import os
 
     from cvtune.search import SpaceConfig, optimize
@@ -130,8 +131,8 @@ def optimize_run(tmp_path_factory, cls_model: Path, tiny_image_dir: Path):
     os.environ[TEST_HOOKS_ENV] = "1"
     try:
         space = SpaceConfig(runtimes=("opencv", "ort"), opencv_engines=("new",), threads=(1,), simplify=(False,),
-                            prune_ratios=(0.0,), quant=("none",), debug=("abort",))
-        config = small_search_config(out, cls_model, tiny_image_dir, space=space)
+                            prune_ratios=(0.0,), quant=("none",), debug=("abort", "hang"))
+        config = small_search_config(out, cls_model, tiny_image_dir, space=space, trial_timeout_s=8)
         result = optimize(config)
     finally:
         if previous is None:

@@ -1,0 +1,248 @@
+"""`cvtune optimize MODEL --task T --data DIR -o OUT`: search every technique together for the fastest
+configuration within the accuracy budget; resumable; exports OUT/best and writes OUT/report.html."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from ..console import console, err_console
+from ..errors import UsageError
+from ..search import OBJECTIVES, Budget, OptimizeConfig, OptimizeResult, SpaceConfig, optimize, parse_duration
+from ..search.space import QUANT_VARIANTS, SPACE_PRESETS, space_preset
+from ._options import _coerce
+
+
+def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"--{what} takes comma-separated numbers, e.g. 1,0.75,0.5 (got '{text}')") from None
+
+
+def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
+    values = _floats(text, what)
+    if values is None:
+        return None
+    if any(v != int(v) or v < 1 for v in values):
+        raise UsageError(f"--{what} takes comma-separated positive integers (got '{text}')")
+    return tuple(int(v) for v in values)
+
+
+def _task_options(items: list[str] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--task-option takes KEY=VALUE, e.g. box_thresh=0.6 (got '{item}')")
+        options[key.strip()] = _coerce(value.strip())
+    return options
+
+
+def build_space_config(*, preset: str, runtimes: str | None, threads: str | None, scales: str | None,
+                       prune: str | None, quant: str | None, simplify: bool | None, batches: str | None,
+                       instances: str | None = None, objective: str = "latency",
+                       test_hook: str | None = None) -> SpaceConfig:
+    """The preset's SpaceConfig with the CLI's comma-separated lists replacing its fields where given. For the
+    throughput objective, batches 1,4 and 1..all-cores instances are tried unless given."""
+    from ..search.space import default_threads
+
+    settings: dict[str, Any] = {}
+    if objective == "throughput":
+        settings.update(batches=(1, 4), instances=tuple(sorted({1, max(default_threads())})))
+    if instances is not None:
+        settings["instances"] = _ints(instances, "instances")
+    if runtimes is not None:
+        settings["runtimes"] = tuple(r.strip() for r in runtimes.split(",") if r.strip())
+    for name, value in (("threads", _ints(threads, "threads")), ("input_scales", _floats(scales, "scales")),
+                        ("prune_ratios", _floats(prune, "prune")), ("batches", _ints(batches, "batch"))):
+        if value is not None:
+            settings[name] = value
+    if quant is not None:
+        settings["quant"] = tuple(q.strip() for q in quant.split(",") if q.strip())
+    if simplify is not None:
+        settings["simplify"] = (False, True) if simplify else (False,)
+    if test_hook:
+        settings["debug"] = (test_hook,)
+    return space_preset(preset, **settings)
+
+
+class LiveDisplay:
+    """Trials done, best so far and time left, redrawn as events arrive (one line per trial when not a TTY)."""
+
+    def __init__(self, config: OptimizeConfig) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        self.phase = "starting"
+        self.done = self.total = self.failed = 0
+        self.baseline: dict[str, Any] | None = None
+        self.best: dict[str, Any] | None = None
+        self.last = ""
+        self.live: Live | None = None
+
+    def __call__(self, kind: str, **data: Any) -> None:
+        if kind == "space":
+            err_console.print(f"search space: {data['size']} candidates ({data['strategy']})", highlight=False)
+        elif kind == "start" and data.get("resumed"):
+            err_console.print(f"resuming the search in {self.config.out}", highlight=False)
+        elif kind == "progress":
+            self.phase, self.done, self.total = data["phase"], data["done"], data["total"]
+        elif kind == "build":
+            self.last = f"building model: {data['label']}"
+        elif kind == "trial_start":
+            self.last = f"{data['rung']}: {data['candidate'].label()}"
+        elif kind == "trial_done":
+            self._trial(data["row"])
+        elif kind == "baseline":
+            self.baseline = data["row"]
+        if self.live is not None:
+            self.live.update(self.render())
+
+    def _trial(self, row: dict[str, Any]) -> None:
+        self.failed += row["status"] != "ok"
+        if not err_console.is_terminal:
+            what = f"p50 {row['p50_ms']:.1f} ms, {row['metric_name']} {row['metric']:.4f}" if row["status"] == "ok" \
+                else f"{row['status']}: {row['error']}"
+            err_console.print(f"[{row['rung']}] {row['label']}: {what}", highlight=False, markup=False)
+        base = self.baseline
+        if row["status"] != "ok" or base is None or row["rung"] != "screen" or row["key"] == base["key"]:
+            return
+        if self.config.budget.allows(base["metric"], row["metric"]) and \
+                (self.best is None or row["p50_ms"] < self.best["p50_ms"]):
+            self.best = row
+
+    def render(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        left = ""
+        if self.config.time_budget_s:
+            remaining = max(0.0, self.config.time_budget_s - (time.monotonic() - self.started))
+            left = f", {remaining:.0f} s left of {self.config.time_budget_s:.0f} s"
+        table.add_row("phase", f"{self.phase}: {self.done}/{self.total or '?'} ({self.failed} failed){left}")
+        if self.baseline and self.baseline.get("p50_ms"):
+            table.add_row("baseline", f"{self.baseline['label']}: p50 {self.baseline['p50_ms']:.1f} ms, "
+                                      f"{self.baseline['metric_name']} {self.baseline['metric']:.4f}")
+        if self.best:
+            speed = self.baseline["p50_ms"] / self.best["p50_ms"] if self.baseline else 0
+            table.add_row("best so far", f"{self.best['label']}: p50 {self.best['p50_ms']:.1f} ms ({speed:.2f}x, "
+                                         f"screening), {self.best['metric_name']} {self.best['metric']:.4f}")
+        table.add_row("now", self.last)
+        return table
+
+
+def print_summary(result: OptimizeResult) -> None:
+    from ..search import get_objective
+
+    objective = get_objective(result.objective)
+    base, best = result.baseline, result.best
+    table = Table(title=f"cvtune optimize: {objective.name}")
+    columns = ("", "configuration", "p50 ms", "images/s", "size MB", "metric", objective.gain_label, "drop")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("", "configuration") else "right")
+
+    def cells(row: dict, final: dict | None) -> list[str]:
+        timing = final or row
+        return [f"{timing['p50_ms']:.2f}", f"{timing['throughput_ips']:.1f}", f"{row['size_bytes'] / 1e6:.2f}",
+                f"{row['metric_name']} {row['metric']:.4f}"]
+
+    if base:
+        table.add_row("baseline", base["label"], *cells(base, result.baseline_final), "1.00x", "")
+    if best:
+        table.add_row("chosen", best["label"], *cells(best, result.best_final),
+                      f"{result.gain:.2f}x" if result.gain else "n/a",
+                      result.budget.describe(result.drop) if result.drop is not None else "n/a")
+    console.print(table)
+    if best is None:
+        console.print("[bold red]No candidate could be measured on the full evaluation split.[/]")
+    elif result.met_budget:
+        console.print(f"[green]Within the budget[/] (at most {result.budget.describe()} drop).")
+    else:
+        console.print(f"[bold red]No candidate met the budget[/] (at most {result.budget.describe()} drop); "
+                      f"the closest is shown.")
+    if result.stopped_early:
+        console.print(f"Stopped early: {result.stopped_early}.", highlight=False)
+    for note in result.notes:
+        console.print(f"Note: {note}", highlight=False)
+    console.print(f"{result.n_trials} trials ({result.n_failed} failed or ruled out) over {result.n_candidates} "
+                  f"candidates in {result.seconds:.0f} s.", highlight=False)
+    if result.exported:
+        console.print(f"Exported: {result.exported.parent}/ (model.onnx, deploy.json)", highlight=False)
+    console.print(f"Report: {result.report}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("optimize")
+    def optimize_cmd(
+        model: Path = typer.Argument(..., help="ONNX model to optimize (never modified)."),
+        task: str = typer.Option(..., "--task", "-T", help="Task whose metric is the accuracy: textdet, ocr, "
+                                 "classify, detect, fidelity."),
+        data: Path = typer.Option(..., "--data", "-d", help="Labelled data for the task (split into disjoint "
+                                  "calibration and evaluation sets)."),
+        out: Path = typer.Option(..., "--output", "-o", help="Output folder: new, empty, or a previous run to "
+                                 "resume."),
+        kind: str = typer.Option(None, "--kind", help="Dataset layout when it cannot be detected."),
+        max_drop: str = typer.Option("1%", "--max-drop", help="Largest metric drop allowed: 1% (relative to the "
+                                     "baseline) or 0.01abs (absolute)."),
+        objective: str = typer.Option("latency", "--objective", help=f"What to optimize: {', '.join(OBJECTIVES)}."),
+        budget: str = typer.Option(None, "--budget", help="Wall-clock limit for the whole search, e.g. 3m, 90s."),
+        preset: str = typer.Option("default", "--preset", help=f"Search space: {', '.join(SPACE_PRESETS)} (quick: "
+                                   "runtime, resolution and pruning only). The options below override it."),
+        runtimes: str = typer.Option(None, "--runtimes", help="Runtimes to search, comma-separated (default: "
+                                     "opencv,ort)."),
+        threads: str = typer.Option(None, "--threads", help="Thread counts to try, e.g. 1,2 (default: 1 and "
+                                    "all physical cores)."),
+        scales: str = typer.Option(None, "--scales", help="Input resolution scales to try, e.g. 1,0.75,0.5."),
+        prune: str = typer.Option(None, "--prune", help="Channel pruning ratios to try, e.g. 0,0.25."),
+        quant: str = typer.Option(None, "--quant", help=f"Quantization variants: {', '.join(QUANT_VARIANTS)}."),
+        simplify: bool = typer.Option(None, "--simplify/--no-simplify", help="Also try onnxslim simplification."),
+        batch: str = typer.Option(None, "--batch", help="Batch sizes to try (throughput objective: 1,4)."),
+        instances: str = typer.Option(None, "--instances", help="Parallel sessions (processes) to try, e.g. 1,2 "
+                                      "(throughput objective: 1 and all cores)."),
+        screen_images: int = typer.Option(16, "--screen-images", help="Evaluation images per screening trial."),
+        eval_images: int = typer.Option(None, "--eval-images", help="Cap on the full evaluation split."),
+        max_trials: int = typer.Option(None, "--max-trials", help="Cap on screened candidates."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the data split and the search order."),
+        task_option: list[str] = typer.Option(None, "--task-option", help="Task option KEY=VALUE, repeatable "
+                                               "(e.g. reference_model=orig.onnx for fidelity)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+        test_hook: str = typer.Option(None, "--test-hook", hidden=True),
+    ) -> None:
+        """Find the fastest configuration (runtime, threads, input size, pruning, quantization, simplification)
+        whose metric stays within --max-drop of the model as given run with OpenCV's defaults. Every trial runs in
+        a child process and is saved in OUT/trials.sqlite: run the same command again to resume."""
+        space = build_space_config(preset=preset, runtimes=runtimes, threads=threads, scales=scales, prune=prune,
+                                   quant=quant, simplify=simplify, batches=batch, instances=instances,
+                                   objective=objective, test_hook=test_hook)
+        config = OptimizeConfig(model=model, task=task, data=data, out=out, data_kind=kind,
+                                task_options=_task_options(task_option), budget=Budget.parse(max_drop),
+                                objective=objective, time_budget_s=parse_duration(budget), seed=seed, space=space,
+                                screen_images=screen_images, eval_images=eval_images, max_trials=max_trials)
+        display = LiveDisplay(config)
+        try:
+            if err_console.is_terminal and not as_json:
+                with Live(display.render(), console=err_console, refresh_per_second=2, transient=True) as live:
+                    display.live = live
+                    result = optimize(config, on_event=display)
+            else:
+                result = optimize(config, on_event=display)
+        except KeyboardInterrupt:
+            argv = sys.argv if Path(sys.argv[0]).name == "cvtune" else None  # the exact command, when we have it
+            again = shlex.join(["cvtune", *argv[1:]]) if argv else config.resume_command()
+            err_console.print(f"Stopped. Finished trials are saved in {out / 'trials.sqlite'}; resume with:\n  "
+                              f"{again}", highlight=False, markup=False)
+            raise typer.Exit(130) from None
+        if as_json:
+            print(json.dumps(result.to_dict(), indent=2, default=str))
+            return
+        print_summary(result)

@@ -1,0 +1,97 @@
+"""Reports: regenerated from the store, escaped, findings computed from trials, and the HTML renders in headless
+Chromium (chart and table present, no console errors)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cvtune.cli import run_cli
+from cvtune.report import RunData, render_html, render_markdown
+from cvtune.report.findings import compute_findings, failure_findings
+
+
+def _trial(key, label, runtime, p50, metric, *, quant="none", status="ok", error="", rung="screen", threads=1):
+    return {"id": 0, "key": key, "rung": rung, "label": label, "status": status, "error": error, "p50_ms": p50,
+            "p90_ms": p50, "throughput_ips": 1000 / p50 if p50 else None, "size_bytes": 1000, "metric": metric,
+            "metric_name": "hmean", "n_images": 4, "seconds": 1.0, "details": {},
+            "candidate": {"transforms": {"quant": quant}, "runtime": {**runtime, "threads": threads},
+                          "batch": 1, "instances": 1}}
+
+
+OPENCV = {"runtime": "opencv", "engine": "new", "target": "cpu"}
+CLASSIC = {"runtime": "opencv", "engine": "classic", "target": "cpu"}
+ORT = {"runtime": "ort", "provider": "cpu"}
+
+
+def test_findings_compare_candidates_that_differ_in_one_setting():
+    rows = [_trial("a", "cv", OPENCV, 100.0, 0.90), _trial("b", "ort", ORT, 50.0, 0.90),
+            _trial("c", "classic fp32", CLASSIC, 200.0, 0.90), _trial("d", "classic int8", CLASSIC, 260.0, 0.89,
+                                                                       quant="int8-qoperator")]
+    texts = [f.text for f in compute_findings(rows)]
+    assert any(t.startswith("ONNX Runtime was 2.00x faster than OpenCV new engine") for t in texts)
+    assert any(t.startswith("int8-qoperator was 1.30x slower than fp32 on OpenCV classic engine") for t in texts)
+    assert not compute_findings(rows[:1])
+
+
+def test_failures_are_grouped_by_reason():
+    rows = [_trial("x", "a", ORT, None, None, status="failed", error="crashed with SIGSEGV"),
+            _trial("y", "b", ORT, None, None, status="failed", error="crashed with SIGSEGV"),
+            _trial("z", "c", CLASSIC, None, None, status="ruled_out", error="ruled out by probe: no QLinearConv")]
+    lines = failure_findings(rows)
+    assert lines[0].startswith("2 candidates failed: crashed with SIGSEGV") and "ruled out" in lines[1]
+
+
+def test_strings_from_models_and_trials_are_escaped(tmp_path):
+    hostile = '<script>alert("x")</script>'
+    rows = [_trial("a", hostile, OPENCV, 10.0, 0.9, rung="full"), _trial("b", "ok", ORT, 5.0, 0.9, rung="full")]
+    run = RunData(out=tmp_path, config={"model": hostile, "budget": {"value": 0.01, "relative": True}},
+                  result={"baseline": rows[0], "best": rows[1], "met_budget": True, "front": ["b"]},
+                  facts={"model_name": hostile}, machine={}, trials=rows)
+    html = render_html(run)
+    assert hostile not in html and "&lt;script&gt;" in html
+    assert hostile.replace("|", "\\|") in render_markdown(run)  # markdown is text: shown as written
+
+
+def test_cvtune_report_regenerates_every_file(optimize_run, capsys):
+    config, result = optimize_run
+    for name in ("report.html", "report.md", "trials.csv"):
+        (config.out / name).unlink()
+    assert run_cli(["report", str(config.out)]) == 0
+    assert all((config.out / n).is_file() for n in ("report.html", "report.md", "trials.csv"))
+    with open(config.out / "trials.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == result.n_trials
+    md = (config.out / "report.md").read_text()
+    assert "speed-up" in md and "ONNX Runtime" in md and "SIGABRT" in md
+
+
+def test_report_of_a_folder_without_a_run_is_one_clear_line(tmp_path, capsys):
+    assert run_cli(["report", str(tmp_path)]) == 2
+    assert "holds no trials.sqlite" in capsys.readouterr().err
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (make setup installs Debian's chromium)")
+def test_report_renders_in_headless_chromium_without_console_errors(optimize_run, tmp_path):
+    config, result = optimize_run
+    report = Path(config.out / "report.html").resolve()
+    proc = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000", "--dump-dom", report.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom, log = proc.stdout, proc.stderr
+    console = [line for line in log.splitlines() if ":CONSOLE" in line]
+    assert not console, console
+    assert 'data-ready="1"' in dom  # the table-sorting script ran to its end
+    assert dom.count('class="point ') >= 2 and 'class="point best"' in dom and 'class="point baseline"' in dom
+    body = dom.split('<table id="trials"', 1)[1].split("</table>", 1)[0]
+    assert body.count("<tr class=") == result.n_trials
