@@ -129,3 +129,28 @@ def test_pareto_front_keeps_only_undominated_points():
     points = [(10, 0.90), (20, 0.95), (15, 0.89), (30, 0.95), (5, 0.80), (40, 0.99)]
     front = pareto_front(points, cost=lambda p: p[0], score=lambda p: p[1])
     assert front == [(5, 0.80), (10, 0.90), (20, 0.95), (40, 0.99)]
+
+
+def test_promotion_always_keeps_the_cheapest_candidate_strictly_within_budget(tmp_path) -> None:
+    """Screening allows twice the budget; fast over-budget candidates must not crowd out the feasible one."""
+    from tiny_models import conv_relu
+
+    from cvtune.search import Budget, OptimizeConfig
+    from cvtune.search.strategy import promote
+    from cvtune.search.trials import Search
+
+    conv_relu(tmp_path / "m.onnx")
+    config = OptimizeConfig(model=tmp_path / "m.onnx", task="textdet", data=tmp_path, out=tmp_path / "out",
+                            budget=Budget.parse("1%"))
+    search = Search(config)
+    baseline = {"key": "base", "status": "ok", "metric": 0.95, "p50_ms": 170.0, "throughput_ips": 5.9,
+                "size_bytes": 100}
+
+    def row(key: str, p50: float, metric: float) -> dict:
+        return {"key": key, "status": "ok", "metric": metric, "p50_ms": p50, "throughput_ips": 1000 / p50,
+                "size_bytes": 100}
+
+    screened = [baseline, row("fast-1.8%-a", 70, 0.933), row("fast-1.8%-b", 75, 0.933),
+                row("fast-1.8%-c", 80, 0.933), row("within", 90, 0.95), row("slow-within", 160, 0.95)]
+    keys = [r["key"] for r in promote(search, screened, baseline)]
+    assert "within" in keys and "slow-within" not in keys

@@ -136,6 +136,11 @@ def promote(search: Search, screened: list[dict[str, Any]], baseline: dict[str, 
         rest = sorted((r for r in ok if r not in chosen),
                       key=lambda r: (cfg.budget.drop(baseline["metric"], r["metric"]), search.cost(r)))
         chosen += rest[:cfg.promote_min - len(chosen)]
+    # The slack can fill every slot with fast candidates that are over budget on these same images; always
+    # re-measure the cheapest one that is strictly within budget, so a feasible answer is never lost.
+    strict = sorted((r for r in ok if search.feasible(r, baseline)), key=search.cost)
+    if strict and strict[0] not in chosen:
+        chosen.append(strict[0])
     return chosen
 
 
