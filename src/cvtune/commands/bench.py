@@ -58,20 +58,34 @@ def register(app: typer.Typer) -> None:
             _throughput(model, runtimes, shape, instances=instances, threads=threads, batch=batch,
                         do_sweep=sweep_layouts, settings=load, as_json=as_json)
             return
-        results: list[BenchResult | str] = []
-        for rt in runtimes:
+        def one(rt):
             err_console.print(f"measuring {rt.label()} ...", highlight=False)
-            try:
-                results.append(measure(model, rt, shape, batch=batch, settings=settings))
-            except TrialFailed as exc:
-                if len(runtimes) == 1:
-                    raise
-                results.append(f"{rt.label()}: failed: {exc}")
+            return measure(model, rt, shape, batch=batch, settings=settings)
+
+        results = _collect(runtimes, one, lambda rt: rt.label())
         if as_json:
-            rows = [r.to_dict() if isinstance(r, BenchResult) else {"error": r} for r in results]
-            print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+            _print_json(results)
             return
         print_results(results)
+
+
+def _collect(configs: list, measure_one, describe) -> list:
+    """Measure each configuration; one that fails is reported in its row, unless it is the only one (then the
+    error is the command's)."""
+    results = []
+    for config in configs:
+        try:
+            results.append(measure_one(config))
+        except TrialFailed as exc:
+            if len(configs) == 1:
+                raise
+            results.append(f"{describe(config)}: failed: {exc}")
+    return results
+
+
+def _print_json(results: list) -> None:
+    rows = [{"error": r} if isinstance(r, str) else r.to_dict() for r in results]
+    print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
 
 
 def _resolved(runtime, fallback: bool):
@@ -83,27 +97,25 @@ def _resolved(runtime, fallback: bool):
 
 def _throughput(model: Path, runtimes: list, shape, *, instances: int | None, threads: int | None, batch: int,
                 do_sweep: bool, settings: ThroughputSettings, as_json: bool) -> None:
-    results: list[ThroughputResult | str] = []
-    for rt in runtimes:
-        if do_sweep:
+    if do_sweep:
+        results: list[ThroughputResult | str] = []
+        for rt in runtimes:
             err_console.print(f"sweeping layouts for {rt.label()} ({settings.duration_s:g} s each) ...",
                               highlight=False)
             results += sweep(model, rt, shape, settings=settings,
                              on_result=lambda r: err_console.print(f"  {_short(r)}", highlight=False))
-            continue
+    else:
         n = 1 if instances is None else instances
         layout = Layout(n, threads if threads is not None else max(1, usable_cores() // max(n, 1)), batch)
-        err_console.print(f"loading {rt.label()} {layout.label()} for {settings.duration_s:g} s ...",
-                          highlight=False)
-        try:
-            results.append(measure_throughput(model, rt, shape, layout=layout, settings=settings))
-        except TrialFailed as exc:
-            if len(runtimes) == 1:
-                raise
-            results.append(f"{rt.label()} {layout.label()}: failed: {exc}")
+
+        def one(rt):
+            err_console.print(f"loading {rt.label()} {layout.label()} for {settings.duration_s:g} s ...",
+                              highlight=False)
+            return measure_throughput(model, rt, shape, layout=layout, settings=settings)
+
+        results = _collect(runtimes, one, lambda rt: f"{rt.label()} {layout.label()}")
     if as_json:
-        rows = [r.to_dict() if isinstance(r, ThroughputResult) else {"error": r} for r in results]
-        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+        _print_json(results)
         return
     print_throughput(results)
 
