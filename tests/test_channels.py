@@ -400,3 +400,19 @@ def test_ppocr_det_pruned_at_0_3_runs_in_ort_and_both_opencv_engines(det_model, 
         out = session.run(x)
         session.close()
         assert out[0].shape == (1, 1, 96, 96), runtime.label()
+
+
+def test_protect_tail_leaves_the_layers_nearest_the_output_dense():
+    # x -> conv(8) -> relu -> conv(12) -> relu -> conv(6) -> relu -> conv(4) -> y
+    net = Net()
+    a = net.act(net.conv("x", 8))
+    b = net.act(net.conv(a, 12))
+    c = net.act(net.conv(b, 6))
+    model = net.build(net.conv(c, 4))
+    names = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    config = ChannelConfig(ratio=0.5, reconstruct=False, protect_tail=2)
+    assert config.skipped_layers(model) == tuple(names[-2:])
+    pruned, report = prune_channels(model, config, input_shape=(1, 3, 16, 16))
+    kept = {g.name: g.kept for g in report.plan.groups}
+    assert kept == {names[0]: 4, names[1]: 6, names[2]: 6}  # the third conv (6 channels) stays whole
+    assert weight_shapes(pruned)[names[2]] == (6, 6, 3, 3)

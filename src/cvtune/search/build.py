@@ -35,7 +35,10 @@ def _prune(proto: onnx.ModelProto, t: dict[str, Any], ctx: BuildContext) -> tupl
     """Structured channel pruning with least-squares reconstruction on the calibration images."""
     from ..compress import ChannelConfig, prune_channels
 
-    config = ChannelConfig(ratio=t["prune_ratio"], importance=t["prune_importance"], reconstruct=bool(ctx.calib))
+    # protect_tail=3: the search leaves the last weighted layers dense (on PP-OCRv4 det, ratio 0.3 with the head
+    # dense lost 0.2% hmean for 1.26x ORT speed; uniform 0.25 lost 3.7%)
+    config = ChannelConfig(ratio=t["prune_ratio"], importance=t["prune_importance"], reconstruct=bool(ctx.calib),
+                           protect_tail=3)
     pruned, report = prune_channels(proto, config, calib=ctx.calib or None, input_shape=ctx.input_shape)
     return pruned, {"prune_summary": report.plan.summary(), "channels_pruned": report.plan.channels_pruned,
                     "reconstructed": report.reconstruction is not None}
