@@ -100,10 +100,11 @@ STEPS: list[tuple[str, Step]] = [
 
 # Calibration images per technique: reconstruction solves a least-squares problem per layer (a few images are
 # plenty and keep the build short); int8 ranges want a few more.
-CALIB_LIMITS = {"prune": 6, "quant": 16}
+CALIB_LIMITS = {"prune": 8, "quant": 16}
 # Reconstruction runs the model over the calibration tensors once per wave of layers: for fully convolutional
-# models the tensors are downscaled to this longest side (activation statistics barely depend on resolution).
-PRUNE_CALIB_MAX_SIDE = 480
+# models the tensors are downscaled to this longest side. Measured on the demo (PP-OCRv4 det, ORT, 40 images):
+# 6 images at 480 px lost 4% hmean at 30% pruning in screening; 8 at 736 px kept it (0.973 vs 0.956 unpruned).
+PRUNE_CALIB_MAX_SIDE = 736
 
 
 def downscale(tensor: np.ndarray, max_side: int, multiple: int) -> np.ndarray:
