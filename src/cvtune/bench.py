@@ -6,6 +6,7 @@ throughput (images/s), peak RSS of the child, model load time and GFLOP/s from c
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,10 +96,21 @@ def summarize(label: str, runtime: Runtime, model: str, input_shape: tuple[int, 
     )
 
 
-def resolve_input_shape(model_path: str | Path, input_shape: tuple[int, ...] | None, batch: int) -> tuple[int, ...]:
-    """The shape to feed: given, or the model's default; with the batch dim set to `batch` (checked)."""
+def _load_model(model_path: Path):
+    """Model.load, cached per file version: shape resolution and the FLOP count of one measurement share it."""
+    stat = model_path.stat()
+    return _load_model_cached(str(model_path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_model_cached(path: str, _mtime_ns: int, _size: int):
     from .model import Model
 
+    return Model.load(path)
+
+
+def resolve_input_shape(model_path: str | Path, input_shape: tuple[int, ...] | None, batch: int) -> tuple[int, ...]:
+    """The shape to feed: given, or the model's default; with the batch dim set to `batch` (checked)."""
     if batch < 1:
         raise UsageError(f"batch must be >= 1 (got {batch})")
     model_path = Path(model_path)
@@ -106,7 +118,7 @@ def resolve_input_shape(model_path: str | Path, input_shape: tuple[int, ...] | N
         if input_shape is None:
             raise UsageError(f"{model_path.name} is not ONNX: give --input-shape, e.g. 1x3x224x224")
         return (batch if batch > 1 else input_shape[0], *input_shape[1:])
-    model = Model.load(model_path)
+    model = _load_model(model_path)
     shape = input_shape or model.default_input_shape()
     declared = model.inputs[0].shape
     if len(shape) != len(declared):
@@ -125,12 +137,10 @@ def resolve_input_shape(model_path: str | Path, input_shape: tuple[int, ...] | N
 
 
 def count_flops(model_path: str | Path, input_shape: tuple[int, ...]) -> int | None:
-    from .model import Model
-
     if Path(model_path).suffix.lower() != ".onnx":
         return None
     try:
-        return Model.load(model_path).total_flops(input_shape) or None
+        return _load_model(Path(model_path)).total_flops(input_shape) or None
     except CvtuneError:
         return None
 
@@ -142,8 +152,7 @@ def measure(model_path: str | Path, runtime: Runtime, input_shape: tuple[int, ..
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelError(f"model file not found: {model_path}")
-    if hasattr(runtime, "check"):
-        runtime.check()  # refuse unavailable targets/providers before spawning
+    runtime.check()  # refuse unavailable targets/providers before spawning
     shape = resolve_input_shape(model_path, input_shape, batch)
     raw = run_isolated(
         "cvtune.bench:_measure_here",

@@ -33,12 +33,6 @@ def write_text(target: str | os.PathLike[str], text: str) -> Path:
     return Path(target)
 
 
-def write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-    return Path(target)
-
-
 def write_json(target: str | os.PathLike[str], obj: Any) -> Path:
     return write_text(target, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 

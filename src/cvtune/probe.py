@@ -56,8 +56,7 @@ def probe_runtimes(model_path: str | Path, runtimes: list[Runtime] | None = None
     for runtime in runtimes:
         start = time.perf_counter()
         try:
-            if hasattr(runtime, "check"):
-                runtime.check()
+            runtime.check()
             shapes = run_isolated("cvtune.probe:_load_and_run",
                                   {"model": str(model_path), "runtime": runtime.to_dict(), "input_shape": list(shape)},
                                   timeout=timeout)

@@ -173,8 +173,7 @@ def measure_throughput(model_path: str | Path, runtime: Runtime, input_shape: tu
     if not model_path.is_file():
         raise ModelError(f"model file not found: {model_path}")
     runtime = _with_threads(runtime, layout.threads)
-    if hasattr(runtime, "check"):
-        runtime.check()
+    runtime.check()
     shape = resolve_input_shape(model_path, input_shape, layout.batch)
     with tempfile.TemporaryDirectory(prefix="cvtune-load-") as tmp, ThreadPoolExecutor(layout.instances) as pool:
         sync = Path(tmp)

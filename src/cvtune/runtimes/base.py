@@ -33,10 +33,8 @@ class Runtime:
     def open(self, model_path: str | Path) -> Session:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    @classmethod
-    def available(cls) -> tuple[bool, str]:
-        """(True, "") when this runtime can be used here, else (False, reason with how to fix)."""
-        return True, ""
+    def check(self) -> None:
+        """Raise RuntimeUnavailable, naming what is missing, when these settings cannot run here."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)  # type: ignore[call-overload]
