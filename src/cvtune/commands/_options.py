@@ -20,6 +20,37 @@ ENGINE = typer.Option(None, "--engine", help="OpenCV engine: auto, new, classic 
 TARGET = typer.Option(None, "--target", help="OpenCV target: cpu, cpu_fp16, opencl, opencl_fp16, cuda, cuda_fp16.")
 THREADS = typer.Option(None, "--threads", "-t", help="Threads per session (cv2.setNumThreads / ORT intra-op).")
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout instead of tables.")
+INPUT_SHAPE = typer.Option(None, "--input-shape", help="Input shape NxCxHxW, e.g. 1x3x640x640 (default: the model's "
+                           "own, dynamic dims filled in).")
+CALIB = typer.Option(None, "--calib", help="Folder of calibration images, like the ones the model will see "
+                     "(preprocessed by the task; never the evaluation images).")
+CALIB_SIZE = typer.Option(16, "--calib-size", help="How many calibration images to use (spread evenly over the "
+                          "folder).")
+LIMIT = typer.Option(None, "--limit", help="Use only the first N images (quicker, less precise).")
+TASK_OPTION = typer.Option(None, "--task-option", "-O", help="Task option KEY=VALUE, repeatable (e.g. "
+                           "box_thresh=0.6, reference_model=orig.onnx).")
+
+
+def max_drop_option(default: str | None = "1%") -> Any:
+    """`--max-drop`: the accuracy budget, one grammar on every command (cvtune.budget.Budget)."""
+    return typer.Option(default, "--max-drop", help="Largest metric drop allowed: 1% (relative to the reference "
+                        "model's metric) or 0.01abs (absolute, in metric units).")
+
+
+def time_option(default: str | None = None) -> Any:
+    """`--time` (alias `--budget`): a wall-clock limit, one grammar on every command (cvtune.budget.parse_duration)."""
+    return typer.Option(default, "--time", "--budget", help="Wall-clock limit, e.g. 3m, 90s, 1h30m.")
+
+
+def parse_task_options(items: list[str] | None) -> dict[str, Any]:
+    """KEY=VALUE items -> a dict (values coerced to int/bool where they read as such)."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--task-option takes KEY=VALUE, e.g. box_thresh=0.6 (got '{item}')")
+        options[key.strip()] = _coerce(value.strip())
+    return options
 
 
 def build_runtime(name: str, *, engine: str | None = None, target: str | None = None,

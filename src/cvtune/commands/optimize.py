@@ -18,7 +18,7 @@ from ..console import console, err_console
 from ..errors import UsageError
 from ..search import OBJECTIVES, Budget, OptimizeConfig, OptimizeResult, SpaceConfig, optimize, parse_duration
 from ..search.space import QUANT_VARIANTS, SPACE_PRESETS, space_preset
-from ._options import _coerce
+from ._options import parse_task_options
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
@@ -37,16 +37,6 @@ def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
     if any(v != int(v) or v < 1 for v in values):
         raise UsageError(f"--{what} takes comma-separated positive integers (got '{text}')")
     return tuple(int(v) for v in values)
-
-
-def _task_options(items: list[str] | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--task-option takes KEY=VALUE, e.g. box_thresh=0.6 (got '{item}')")
-        options[key.strip()] = _coerce(value.strip())
-    return options
 
 
 def build_space_config(*, preset: str, runtimes: str | None, threads: str | None, scales: str | None,
@@ -225,7 +215,7 @@ def register(app: typer.Typer) -> None:
                                    quant=quant, simplify=simplify, batches=batch, instances=instances,
                                    objective=objective, test_hook=test_hook)
         config = OptimizeConfig(model=model, task=task, data=data, out=out, data_kind=kind,
-                                task_options=_task_options(task_option), budget=Budget.parse(max_drop),
+                                task_options=parse_task_options(task_option), budget=Budget.parse(max_drop),
                                 objective=objective, time_budget_s=parse_duration(budget), seed=seed, space=space,
                                 screen_images=screen_images, eval_images=eval_images, max_trials=max_trials)
         display = LiveDisplay(config)
