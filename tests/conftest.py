@@ -151,3 +151,31 @@ def synth_text_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "text"
     generate_text_set(out, SynthConfig(n=8, seed=0, fonts="bundled"))
     return out
+
+
+@pytest.fixture()
+def cli_help(capsys, monkeypatch):
+    """`cli_help("prune")` runs `cvtune prune --help` in-process (120 columns) and checks what it printed: the usage
+    line and every option the command declares (names taken from the command itself). Returns the printed text with
+    runs of whitespace collapsed, so wrapped sentences read whole."""
+    import typer
+
+    from cvtune.cli import app, run_cli
+
+    monkeypatch.setenv("COLUMNS", "120")
+
+    def check(*command: str) -> str:
+        capsys.readouterr()
+        assert run_cli([*command, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert f"Usage: cvtune {' '.join(command)} [OPTIONS]" in out
+        cmd = typer.main.get_command(app)
+        for name in command:
+            cmd = cmd.commands[name]
+        options = [p.opts[0] for p in cmd.params if p.opts[0].startswith("--") and p.name != "help"]
+        assert options, f"cvtune {' '.join(command)} declares no options"
+        missing = [opt for opt in options if opt not in out]
+        assert not missing, f"--help of cvtune {' '.join(command)} does not list {missing}"
+        return " ".join(out.split())
+
+    return check

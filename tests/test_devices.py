@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from cvtune.cli import run_cli
 from cvtune.errors import RuntimeUnavailable, UsageError
 from cvtune.runtimes import RUNTIMES, make_runtime
-from cvtune.runtimes.devices import cpu_info, detect, resolve_target
+from cvtune.runtimes.devices import cpu_features, cpu_has_vnni, cpu_info, detect, parse_cpuinfo, resolve_target
 from cvtune.runtimes.opencv import target_status
 
 
@@ -29,15 +30,78 @@ def test_detect_reports_this_machine() -> None:
         assert status["available"] or status["reason"], f"target {name} is unavailable without a reason"
 
 
-def test_cpu_features_come_from_proc_cpuinfo() -> None:
-    flags = next((ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("flags")), None)
-    if flags is None:
-        pytest.skip("no x86 /proc/cpuinfo flags here")
+# /proc/cpuinfo excerpts as the kernel writes them (flags abridged). The parser reads the first processor block:
+# ICELAKE's second block must be ignored.
+ICELAKE = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 106
+model name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz
+flags\t\t: fpu vme de pse tsc msr sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 avx512f avx512dq avx512cd \
+avx512bw avx512vl avx512ifma avx512vbmi avx512_vbmi2 avx512_vnni avx512_bitalg avx512_vpopcntdq
+bogomips\t: 5799.97
+
+processor\t: 1
+model name\t: Some Other CPU
+flags\t\t: fpu sse sse2
+"""
+ALDERLAKE = """processor\t: 0
+model name\t: 12th Gen Intel(R) Core(TM) i7-1260P
+flags\t\t: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 avx_vnni umip pku ospke waitpkg gfni vaes
+"""
+HASWELL = """processor\t: 0
+model name\t: Intel(R) Xeon(R) CPU E5-2676 v3 @ 2.40GHz
+flags\t\t: fpu vme sse sse2 ssse3 fma cx16 sse4_1 sse4_2 avx f16c avx2 hypervisor
+"""
+GRAVITON2 = """processor\t: 0
+BogoMIPS\t: 243.75
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
+CPU implementer\t: 0x41
+CPU part\t: 0xd0c
+"""
+
+
+@pytest.mark.parametrize("text, model, features, vnni", [
+    (ICELAKE, "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz",
+     ("SSE4.2", "AVX", "AVX2", "FMA", "F16C", "AVX-512F", "AVX-512BW", "AVX-512VL", "AVX-512 VNNI"), True),
+    (ALDERLAKE, "12th Gen Intel(R) Core(TM) i7-1260P", ("SSE4.2", "AVX", "AVX2", "FMA", "F16C", "AVX-VNNI"), True),
+    (HASWELL, "Intel(R) Xeon(R) CPU E5-2676 v3 @ 2.40GHz", ("SSE4.2", "AVX", "AVX2", "FMA", "F16C"), False),
+    (GRAVITON2, "", ("NEON", "NEON dot-product"), None),
+])
+def test_cpuinfo_parser_on_real_cpuinfo_text(text: str, model: str, features: tuple[str, ...],
+                                             vnni: bool | None) -> None:
+    parsed_model, flags = parse_cpuinfo(text)
+    assert parsed_model == model
+    assert cpu_features(flags) == features
+    machine = "aarch64" if "Features" in text else "x86_64"
+    assert cpu_has_vnni(text, machine=machine) is vnni
+
+
+def test_vnni_is_unknown_without_x86_flags() -> None:
+    assert cpu_has_vnni("", machine="x86_64") is None  # /proc/cpuinfo unreadable
+    assert cpu_has_vnni(ICELAKE, machine="aarch64") is None
+
+
+# OpenCV's CpuFeatures ids (core/cvdef.h; not exported to Python): an independent, CPUID-based view of the CPU.
+OPENCV_CPU_IDS = {"SSE4.2": 7, "AVX": 10, "AVX2": 11, "FMA": 12, "AVX-512F": 13, "AVX-512BW": 14, "AVX-512VL": 21,
+                  "AVX-512 VNNI": 23}
+
+
+def test_this_machines_features_agree_with_opencvs_cpuid_probe() -> None:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the OpenCV ids compared here are x86 features")
     info = cpu_info()
-    assert ("AVX2" in info.features) == ("avx2" in flags)
-    assert ("AVX-512F" in info.features) == ("avx512f" in flags)
-    assert info.has_vnni == ("avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags)
+    for name, cv_id in OPENCV_CPU_IDS.items():
+        assert (name in info.features) == cv2.checkHardwareSupport(cv_id), name
+    assert cpu_has_vnni() is info.has_vnni
+    if cv2.checkHardwareSupport(OPENCV_CPU_IDS["AVX-512 VNNI"]):
+        assert info.has_vnni
+    from cvtune.quantize import StaticConfig
+    from cvtune.quantize import cpu_has_vnni as quantize_view
+
+    assert quantize_view is cpu_has_vnni  # one VNNI check, not a second parser
+    # 7-bit weights exactly where u8 x s8 products can saturate: an x86 CPU without VNNI
+    assert StaticConfig(format="qoperator").resolved().reduce_range is (cpu_has_vnni() is False)
 
 
 def test_devices_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -106,8 +106,13 @@ def test_cli_eval_needs_a_task_for_non_zoo_models(tmp_path, icdar_dir, capsys):
 def test_renamed_zoo_copies_are_still_recognized(det_copy, tmp_path, icdar_dir, capsys):
     renamed = tmp_path / "mine.onnx"
     det_copy.rename(renamed)
+    capsys.readouterr()
     assert run_cli(["eval", str(renamed), "--data", str(icdar_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # No --task: the task, metric and preprocessing come from the zoo entry, found by content, not by file name.
+    assert (result["task"], result["metric"], result["model"]) == ("textdet", "hmean", str(renamed))
+    assert result["value"] == 1.0 and result["n_images"] == 2 and result["details"]["gt_boxes"] == 4
 
 
-def test_cli_eval_help():
-    assert run_cli(["eval", "--help"]) == 0
+def test_cli_eval_help(cli_help):
+    assert "the headline metric with its 95% bootstrap CI" in cli_help("eval")

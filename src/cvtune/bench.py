@@ -1,22 +1,21 @@
 """Latency and throughput of one model + runtime configuration, each measured in its own child process.
 
-Warm-up, then repeated runs until both a minimum count and a minimum time are reached. Reports p50/p90/p99/mean/std,
-throughput (images/s), peak RSS of the child, model load time and GFLOP/s from cvtune's own FLOP count.
+The timing itself is cvtune.timing (warm-up, then repeated runs until both a minimum count and a minimum time are
+reached). Reports p50/p90/p99/mean/std, throughput (images/s), peak RSS of the child, model load time and GFLOP/s
+from cvtune's own FLOP count.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import CvtuneError, ModelError, UsageError
 from .isolate import run_isolated
-from .runtimes import Runtime, runtime_from_dict
+from .runtimes import Runtime
+from .timing import latency_stats, time_model
 
 
 @dataclass(frozen=True)
@@ -61,38 +60,21 @@ class BenchResult:
 
 def _measure_here(model: str, runtime: dict, input_shape: list[int], warmup: int, min_runs: int,
                   min_time_s: float, max_runs: int) -> dict:
-    """Runs inside the child: open, warm up, time. Returns raw numbers (JSON)."""
-    import resource
-
-    rt = runtime_from_dict(runtime)
-    start = time.perf_counter()
-    session = rt.open(model)
-    batch = np.random.default_rng(0).random(input_shape, dtype=np.float32)
-    session.run(batch)  # first run may compile/allocate: part of load time
-    load_ms = (time.perf_counter() - start) * 1000
-    for _ in range(warmup):
-        session.run(batch)
-    times = []
-    began = time.perf_counter()
-    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - began < min_time_s):
-        t0 = time.perf_counter()
-        session.run(batch)
-        times.append(time.perf_counter() - t0)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"times_ms": [t * 1000 for t in times], "load_ms": load_ms, "peak_rss_mb": rss_mb}
+    """Deprecated: cvtune.timing.time_model on one shape, with the raw keys it had (no "shapes"). Kept only until
+    cvtune.search.runner calls time_model itself."""
+    raw = time_model(model, runtime, [input_shape], warmup=warmup, min_runs=min_runs, min_time_s=min_time_s,
+                     max_runs=max_runs)
+    return {k: raw[k] for k in ("times_ms", "load_ms", "peak_rss_mb")}
 
 
 def summarize(label: str, runtime: Runtime, model: str, input_shape: tuple[int, ...], raw: dict,
               flops: int | None) -> BenchResult:
-    times = np.asarray(raw["times_ms"])
-    mean = float(times.mean())
-    batch = input_shape[0]
+    """A BenchResult from time_model's raw numbers (latency_stats of its times, batch = input_shape[0])."""
+    stats = latency_stats(raw["times_ms"], input_shape[0])
     return BenchResult(
-        label=label, runtime=runtime.to_dict(), model=model, input_shape=input_shape, runs=int(times.size),
-        p50_ms=float(np.percentile(times, 50)), p90_ms=float(np.percentile(times, 90)),
-        p99_ms=float(np.percentile(times, 99)), mean_ms=mean, std_ms=float(times.std()), min_ms=float(times.min()),
-        throughput_ips=batch * 1000.0 / mean, load_ms=float(raw["load_ms"]), peak_rss_mb=float(raw["peak_rss_mb"]),
-        flops=flops, gflops_per_s=(flops / (mean / 1000.0) / 1e9) if flops else None,
+        label=label, runtime=runtime.to_dict(), model=model, input_shape=input_shape, **stats.to_dict(),
+        load_ms=float(raw["load_ms"]), peak_rss_mb=float(raw["peak_rss_mb"]),
+        flops=flops, gflops_per_s=(flops / (stats.mean_ms / 1000.0) / 1e9) if flops else None,
     )
 
 
@@ -155,8 +137,8 @@ def measure(model_path: str | Path, runtime: Runtime, input_shape: tuple[int, ..
     runtime.check()  # refuse unavailable targets/providers before spawning
     shape = resolve_input_shape(model_path, input_shape, batch)
     raw = run_isolated(
-        "cvtune.bench:_measure_here",
-        {"model": str(model_path), "runtime": runtime.to_dict(), "input_shape": list(shape),
+        "cvtune.timing:time_model",
+        {"model": str(model_path), "runtime": runtime.to_dict(), "shapes": [list(shape)],
          "warmup": settings.warmup, "min_runs": settings.min_runs, "min_time_s": settings.min_time_s,
          "max_runs": settings.max_runs},
         timeout=settings.timeout_s,

@@ -24,6 +24,7 @@ from .errors import CvtuneError, ModelError, TrialFailed, UsageError
 from .isolate import run_isolated
 from .runtimes import Runtime, runtime_from_dict
 from .runtimes.devices import usable_cores
+from .timing import latency_stats
 
 __all__ = ["Layout", "ThroughputSettings", "ThroughputResult", "measure_throughput", "sweep_layouts", "sweep"]
 
@@ -202,13 +203,12 @@ def _summarize(raws: list[dict], start: float, duration: float, label: str, runt
         per_instance.append(images / duration)
     if not latencies:
         raise TrialFailed("no run finished inside the measuring window; use a longer --duration")
-    lat = np.asarray(latencies)
+    stats = latency_stats(latencies, layout.batch)  # per-run latency; images/s comes from the window, not 1/mean
     total = float(sum(per_instance))
     return ThroughputResult(
         label=label, runtime=runtime.to_dict(), model=model, input_shape=tuple(shape), layout=layout,
-        duration_s=duration, images=total * duration, images_per_s=total, runs=int(lat.size),
-        p50_ms=float(np.percentile(lat, 50)), p90_ms=float(np.percentile(lat, 90)),
-        p99_ms=float(np.percentile(lat, 99)), mean_ms=float(lat.mean()),
+        duration_s=duration, images=total * duration, images_per_s=total, runs=stats.runs,
+        p50_ms=stats.p50_ms, p90_ms=stats.p90_ms, p99_ms=stats.p99_ms, mean_ms=stats.mean_ms,
         per_instance_ips=tuple(round(x, 3) for x in per_instance),
     )
 

@@ -9,6 +9,7 @@ each produced model. Every model is written atomically with a `<name>.quant.json
 
 from __future__ import annotations
 
+from ..runtimes.devices import cpu_has_vnni  # the one VNNI check; importable here for quantize's callers
 from .accuracy import AccuracyReport, AccuracyStep, HarmfulLayer, locate_harmful, quantize_with_accuracy_control
 from .api import quantize
 from .calibration import CalibrationSet, TensorReader, load_calibration, random_calibration
@@ -20,7 +21,6 @@ from .config import (
     Fp16Config,
     QuantConfig,
     StaticConfig,
-    cpu_has_vnni,
     parse_drop,
 )
 from .fp16 import fp32_kernel_ops

@@ -7,12 +7,11 @@ name is an error that lists the valid ones. ORT enums are resolved lazily: impor
 from __future__ import annotations
 
 import dataclasses
-import platform
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..runtimes.devices import cpu_has_vnni
 
 FORMATS = {"qdq": "QDQ", "qoperator": "QOperator"}
 CALIBRATIONS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -26,17 +25,6 @@ def _choose(value: str, registry: dict[str, str], what: str) -> str:
     if value not in registry:
         raise UsageError(f"unknown {what} '{value}'; choose one of: {', '.join(registry)}")
     return value
-
-
-def cpu_has_vnni() -> bool | None:
-    """True/False on x86 Linux (AVX-VNNI or AVX512-VNNI in /proc/cpuinfo), None where it cannot be told."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
-        return None
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return None
-    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,12 @@ class CpuInfo:
 
     @property
     def has_vnni(self) -> bool:
-        return any("VNNI" in f or f == "AMX-INT8" for f in self.features)
+        return _has_vnni(self.features)
+
+
+def _has_vnni(features: tuple[str, ...]) -> bool:
+    """int8 dot-product instructions (AVX-VNNI, AVX-512 VNNI, AMX-INT8): u8 x s8 products cannot saturate."""
+    return any("VNNI" in f or f == "AMX-INT8" for f in features)
 
 
 @dataclass(frozen=True)
@@ -75,22 +80,42 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_info() -> CpuInfo:
-    import psutil
-
-    text = _cpuinfo_text()
-    model, flags = platform.processor() or platform.machine(), set()
+def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
+    """(model name, flags) from /proc/cpuinfo text: the first processor's `flags` (x86) or `Features` (aarch64)
+    line, and its `model name` (x86), `Hardware` or `cpu model` line; "" and an empty set for what is absent."""
+    model, flags = "", frozenset[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and value.strip() and model in ("", platform.machine()):
+        if key in ("model name", "hardware", "cpu model") and value.strip() and not model:
             model = value.strip()
         elif key in ("flags", "features") and not flags:
-            flags = set(value.split())
-    features = tuple(name for flag, name in CPU_FEATURES.items() if flag in flags)
+            flags = frozenset(value.split())
+    return model, flags
+
+
+def cpu_features(flags: frozenset[str] | set[str]) -> tuple[str, ...]:
+    """The features in CPU_FEATURES that `flags` (/proc/cpuinfo names) has, by the names users know."""
+    return tuple(name for flag, name in CPU_FEATURES.items() if flag in flags)
+
+
+def cpu_has_vnni(text: str | None = None, *, machine: str | None = None) -> bool | None:
+    """Whether this x86 CPU has int8 dot-product instructions (see CpuInfo.has_vnni); None on other CPUs or where
+    /proc/cpuinfo cannot be read. `text` and `machine` default to this machine's /proc/cpuinfo and architecture."""
+    if (machine or platform.machine()).lower() not in ("x86_64", "amd64", "i686", "i386", "x86"):
+        return None
+    _, flags = parse_cpuinfo(_cpuinfo_text() if text is None else text)
+    return _has_vnni(cpu_features(flags)) if flags else None
+
+
+def cpu_info() -> CpuInfo:
+    import psutil
+
+    model, flags = parse_cpuinfo(_cpuinfo_text())
     logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
     physical = psutil.cpu_count(logical=False) or logical
-    return CpuInfo(model=model or "unknown", features=features, physical_cores=physical, logical_cores=logical,
+    return CpuInfo(model=model or platform.processor() or platform.machine() or "unknown",
+                   features=cpu_features(flags), physical_cores=physical, logical_cores=logical,
                    usable_cores=usable_cores())
 
 
