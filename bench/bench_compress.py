@@ -25,10 +25,10 @@ import numpy as np
 
 from cvtune import zoo
 from cvtune.bench import BenchSettings, measure
-from cvtune.compress.calib import load_calibration
 from cvtune.compress.prune import ChannelConfig, prune_channels
 from cvtune.compress.sparsify import SparsifyConfig, deflate_size, sparsify
 from cvtune.console import console
+from cvtune.data.calibration import CalibrationNeed, calibration_set
 from cvtune.data.synth import SynthConfig, generate_text_set
 from cvtune.errors import CvtuneError
 from cvtune.evaluate import evaluate, load_eval_dataset
@@ -106,7 +106,8 @@ def main() -> None:
         generate_text_set(tmp / "eval", SynthConfig(n=EVAL_IMAGES, seed=0))
         generate_text_set(tmp / "calib", SynthConfig(n=CALIB_IMAGES, seed=1000))
         dataset = load_eval_dataset(tmp / "eval" / "textdet")
-        calib = load_calibration(det, tmp / "calib" / "textdet", size=CALIB_IMAGES, input_shape=SHAPE)
+        calib = calibration_set(det, tmp / "calib" / "textdet", CalibrationNeed(count=CALIB_IMAGES),
+                                input_shape=SHAPE).tensors()
         original = load_onnx(det)
         models: list[tuple[str, Path, str]] = [("original", det, "")]
         for label, config in CONFIGS:

@@ -16,7 +16,9 @@ from rich.table import Table
 
 from cvtune import zoo
 from cvtune.bench import BenchSettings, measure
+from cvtune.budget import Budget
 from cvtune.console import console
+from cvtune.data.calibration import CalibrationNeed, calibration_set
 from cvtune.data.loaders import load_dataset
 from cvtune.data.synth import SynthConfig, generate_text_set
 from cvtune.errors import CvtuneError
@@ -24,7 +26,6 @@ from cvtune.probe import probe_runtimes
 from cvtune.quantize import (
     Fp16Config,
     StaticConfig,
-    load_calibration,
     quantize,
     quantize_with_accuracy_control,
 )
@@ -40,7 +41,8 @@ VARIANTS = [
     ("int8 QOperator per-tensor", StaticConfig(format="qoperator")),
     ("int8 QOperator per-channel", StaticConfig(format="qoperator", per_channel=True)),
 ]
-AWARE = ("int8 accuracy-aware (QDQ per-channel, 1%)", StaticConfig(format="qdq", per_channel=True), 0.01)
+AWARE = ("int8 accuracy-aware (QDQ per-channel, 1%)", StaticConfig(format="qdq", per_channel=True),
+         Budget.parse("1%"))
 SETTINGS = BenchSettings(warmup=2, min_runs=10, min_time_s=2.0)
 COLUMNS = ["opencv:new/cpu", "opencv:classic/cpu", "ort:cpu"]
 
@@ -111,7 +113,7 @@ def run_case(name: str, task: str, data: Path, shape: tuple[int, ...], n_eval: i
     dataset = load_dataset(data)
     calib_data, eval_data = dataset.split(0.3, seed=0)
     eval_data = eval_data.limit(n_eval)
-    calibration = load_calibration(source, calib_data, size=16, task=task)
+    calibration = calibration_set(source, calib_data, CalibrationNeed(count=16), task=task)
     validate, metric = task_validator(source, task, eval_data)
     console.print(f"{name}: {len(calibration)} calibration images, {len(eval_data)} evaluation samples", style="dim")
     fp32 = Row("fp32", source, source.stat().st_size, validate(source), latencies(source, shape))

@@ -12,9 +12,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from cvtune.budget import Budget
 from cvtune.cli import run_cli
 from cvtune.compress.graph import ort_session
-from cvtune.compress.sensitivity import analyze_sensitivity
+from cvtune.compress.sensitivity import LayerCurve, SensitivityResult, allocate, analyze_sensitivity
 
 
 def chain_model(path: Path) -> Path:
@@ -142,8 +143,9 @@ def test_real_detector_magnitude_50_shrinks_the_zip_and_channel_plan_lists_the_o
 def test_sensitivity_curves_allocation_and_prune_with_the_allocation(model, images, tmp_path, capsys):
     curve_file = tmp_path / "curves.json"
     result = cli_json(capsys, ["sensitivity", str(model), "--data", str(images), "--levels", "0.5,0.9",
-                               "-o", str(curve_file), "--budget", "0.02"])
+                               "-o", str(curve_file), "--max-drop", "2%"])
     assert result["metric"] == "cosine" and result["baseline"] == pytest.approx(1.0)
+    assert result["budget"] == {"value": pytest.approx(0.02), "relative": True}
     assert [c["name"] for c in result["curves"]] == ["conv0", "conv1", "conv2"]
     assert all(set(c["metrics"]) == {"0.5", "0.9"} for c in result["curves"])
     assert all(v < 1.0 for c in result["curves"] for v in c["metrics"].values())
@@ -169,3 +171,21 @@ def test_channel_sensitivity_with_calibration_reconstructs_every_point(model, im
     assert set(refit) == {c.name for c in plain.curves} == {"conv0", "conv1"}
     assert all(refit[c.name] > c.metrics[0.5] for c in plain.curves)  # refit points lose less fidelity
     assert run_cli(["sensitivity", str(model), "--data", str(images), "--calib", str(images)]) == 2
+
+
+def test_allocation_reads_the_budget_as_relative_or_absolute():
+    """Baseline 0.5; pruning `a` at 0.5 costs 0.004 (0.8% relative), `b` at 0.5 costs 0.02 (4%)."""
+    curves = (LayerCurve("a", 100, {0.5: 0.496}), LayerCurve("b", 100, {0.5: 0.48}))
+    result = SensitivityResult("m.onnx", "k", "magnitude", "fidelity", "cosine", 0.5, (0.5,), curves)
+    assert allocate(result, Budget.parse("1%")) == {"a": 0.5}  # 1% of 0.5 = 0.005 allows only `a`
+    assert allocate(result, Budget.parse("0.03abs")) == {"a": 0.5, "b": 0.5}  # 0.024 <= 0.03
+    assert allocate(result, Budget.parse("0.5%")) == {}
+    with pytest.raises(Exception, match="allocate takes a Budget"):
+        allocate(result, 0.01)  # type: ignore[arg-type]
+
+
+def test_sensitivity_takes_max_drop_in_the_one_grammar(model, images, capsys):
+    assert run_cli(["sensitivity", str(model), "--data", str(images), "--max-drop", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "Error:" in err and "ambiguous" in err and "Traceback" not in err
+    assert run_cli(["sensitivity", str(model), "--data", str(images), "--budget", "0.01"]) == 2  # the old spelling

@@ -13,19 +13,18 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from cvtune.budget import Budget
 from cvtune.cli import run_cli
+from cvtune.data.calibration import CalibrationNeed, calibration_set, random_calibration
 from cvtune.errors import ModelError, UsageError
 from cvtune.quantize import (
     DynamicConfig,
     Fp16Config,
     StaticConfig,
     fp32_kernel_ops,
-    load_calibration,
     locate_harmful,
-    parse_drop,
     quantize,
     quantize_with_accuracy_control,
-    random_calibration,
     sidecar_path,
 )
 from cvtune.runtimes import runtime_from_dict
@@ -134,9 +133,9 @@ def text_lines(tmp_path_factory) -> Path:
 
 def test_static_qdq_and_qoperator_on_a_tiny_conv_graph(tmp_path, photos):
     model = conv_relu_conv(tmp_path / "tiny.onnx")
-    calib = load_calibration(model, photos, size=6)
-    assert len(calib) == 6 and calib.tensors[0].shape == (1, 3, 16, 16)
-    x = calib.tensors[0]
+    calib = calibration_set(model, photos, CalibrationNeed(count=6))
+    assert len(calib) == 6 and calib.head(1)[0].shape == (1, 3, 16, 16)
+    x = calib.head(1)[0]
 
     qdq = quantize(model, tmp_path / "tiny_qdq.onnx", StaticConfig(format="qdq"), calibration=calib, probe=False)
     assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(qdq.output)
@@ -153,20 +152,21 @@ def test_static_qdq_and_qoperator_on_a_tiny_conv_graph(tmp_path, photos):
 def test_per_channel_on_an_old_opset_raises_it_so_ort_loads_the_result(tmp_path, photos):
     # opset 12: a per-channel DequantizeLinear's `axis` is not allowed there, which ORT rejected (DESIGN.md)
     model = conv_relu_conv(tmp_path / "old.onnx", opset=12)
-    calib = load_calibration(model, photos, size=4)
+    calib = calibration_set(model, photos, CalibrationNeed(count=4))
     result = quantize(model, tmp_path / "old_pc.onnx", StaticConfig(per_channel=True), calibration=calib,
                       probe=False)
     assert any("opset 12 -> 13" in n for n in result.notes)
     dq_axes = [a.i for n in onnx.load(str(result.output)).graph.node if n.op_type == "DequantizeLinear"
                for a in n.attribute if a.name == "axis"]
     assert dq_axes, "per-channel weights carry an axis"
-    assert cosine(run_ort(model, calib.tensors[1]), run_ort(result.output, calib.tensors[1])) > 0.99
+    x = calib.tensors()[1]
+    assert cosine(run_ort(model, x), run_ort(result.output, x)) > 0.99
 
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_every_calibration_method_produces_a_close_model(tmp_path, photos, method):
     model = conv_relu_conv(tmp_path / "tiny.onnx")
-    calib = load_calibration(model, photos, size=4)
+    calib = calibration_set(model, photos, CalibrationNeed(count=4))
     result = quantize(model, tmp_path / f"{method}.onnx", StaticConfig(calibrate=method), calibration=calib,
                       probe=False)
     assert result.settings["calibrate"] == method
@@ -185,7 +185,7 @@ def test_dynamic_int8_quantizes_matmul_weights(tmp_path):
 
 def test_the_sidecar_records_method_sizes_and_probe(tmp_path, photos):
     model = conv_relu_conv(tmp_path / "tiny.onnx")
-    calib = load_calibration(model, photos, size=3)
+    calib = calibration_set(model, photos, CalibrationNeed(count=3))
     result = quantize(model, tmp_path / "out" / "tiny_int8.onnx", StaticConfig(exclude=("conv2",)),
                       calibration=calib, probe_shape=(1, 3, 16, 16))
     assert result.sidecar == tmp_path / "out" / "tiny_int8.quant.json" == sidecar_path(result.output)
@@ -213,12 +213,12 @@ def fidelity_validator(reference: Path, inputs: list[np.ndarray]):
 def test_accuracy_aware_mode_keeps_the_harmful_layer_in_float(tmp_path):
     model = conv_relu_conv(tmp_path / "fragile.onnx", harmful=True)
     calib = random_calibration(model, n=4)
-    validate = fidelity_validator(model, list(random_calibration(model, n=3, seed=7).tensors))
+    validate = fidelity_validator(model, random_calibration(model, n=3, seed=7).tensors())
     plain = quantize(model, tmp_path / "plain.onnx", StaticConfig(), calibration=calib, probe=False)
     assert validate(plain.output) < 0.95  # all-int8 really is broken
 
     result, report = quantize_with_accuracy_control(model, tmp_path / "aware.onnx", StaticConfig(), calib, validate,
-                                                    max_drop=0.01, probe=False)
+                                                    max_drop=Budget.parse("0.01abs"), probe=False)
     assert report.met and report.best.kept_float == ("conv1",)
     assert [f.name for f in report.found] == ["conv1"]
     assert report.steps[0].drop > 0.05 and report.best.drop <= 0.01
@@ -231,9 +231,9 @@ def test_accuracy_aware_mode_keeps_the_harmful_layer_in_float(tmp_path):
 def test_accuracy_aware_mode_reports_the_closest_when_the_budget_is_out_of_reach(tmp_path):
     model = conv_relu_conv(tmp_path / "fragile.onnx", harmful=True)
     calib = random_calibration(model, n=4)
-    validate = fidelity_validator(model, list(calib.tensors[:2]))
+    validate = fidelity_validator(model, calib.head(2))
     result, report = quantize_with_accuracy_control(model, tmp_path / "aware.onnx", StaticConfig(), calib, validate,
-                                                    max_drop=0.0, max_steps=1, probe=False)
+                                                    max_drop=Budget.parse("0%"), max_steps=1, probe=False)
     assert not report.met and len(report.steps) == 2
     assert "no tried configuration is within" in report.summary()
     assert report.best.metric == max(s.metric for s in report.steps)
@@ -250,11 +250,13 @@ def test_locate_harmful_descends_into_the_half_that_loses_more():
 
 
 def test_cls_model_int8_stays_close_and_the_probe_tells_the_truth(tmp_path, cls_model, text_lines):
-    calib = load_calibration(cls_model, text_lines, size=8)
+    calib = calibration_set(cls_model, text_lines, CalibrationNeed(count=8))
     result = quantize(cls_model, tmp_path / "cls_int8.onnx", StaticConfig(per_channel=True), calibration=calib,
                       probe_shape=(1, 3, 48, 192))
     assert {"QuantizeLinear", "DequantizeLinear"} <= set(result.op_counts)
-    held_out = load_calibration(cls_model, text_lines, size=12).tensors[8:]  # never used for calibration
+    unseen = [p for p in sorted(text_lines.iterdir()) if p not in calib.stream.paths]  # never used for calibration
+    held_out = calibration_set(cls_model, unseen, CalibrationNeed(count=len(unseen))).tensors()
+    assert len(held_out) == 4
     ref = [run_ort(cls_model, x) for x in held_out]
     got = [run_ort(result.output, x) for x in held_out]
     assert min(cosine(r, g) for r, g in zip(ref, got, strict=True)) > 0.99
@@ -311,15 +313,54 @@ def test_cli_quantizes_with_calibration_images_and_prints_json(tmp_path, photos,
     assert json.loads(sidecar_path(out).read_text())["output"] == str(out)
 
 
-def test_cli_accuracy_aware_with_fidelity_on_the_calibration_folder(tmp_path, photos, capsys):
+@pytest.mark.parametrize("text, relative", [("1%", True), ("0.01abs", False)])
+def test_cli_max_drop_is_relative_with_a_percent_and_absolute_with_abs(tmp_path, photos, capsys, text, relative):
     model = conv_relu_conv(tmp_path / "fragile.onnx", harmful=True)
     out = tmp_path / "aware.onnx"
-    code = run_cli(["quantize", str(model), "-o", str(out), "--calib", str(photos), "--max-drop", "1%",
+    code = run_cli(["quantize", str(model), "-o", str(out), "--calib", str(photos), "--max-drop", text,
                     "--no-probe"])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "within budget" in printed and "conv1" in printed
-    assert json.loads(sidecar_path(out).read_text())["excluded"] == ["conv1"]
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "within budget" in captured.out and "conv1" in captured.out
+    # one folder: a seeded split calibrates on 2 of the 8 photos and evaluates on the other 6
+    assert "2 image(s) calibrate, 6 evaluate" in " ".join(captured.err.split())
+    sidecar = json.loads(sidecar_path(out).read_text())
+    assert sidecar["excluded"] == ["conv1"] and sidecar["calibration"]["images"] == 2
+    assert sidecar["accuracy"]["max_drop"] == {"value": pytest.approx(0.01), "relative": relative}
+    assert sidecar["accuracy"]["evaluated_on"].startswith("6 image(s)")
+
+
+def test_cli_limit_caps_the_evaluation_split(tmp_path, photos, capsys):
+    model = conv_relu_conv(tmp_path / "tiny.onnx")
+    out = tmp_path / "tiny_int8.onnx"
+    code = run_cli(["quantize", str(model), "-o", str(out), "--data", str(photos), "--max-drop", "1%",
+                    "--limit", "3", "--no-probe", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    data = json.loads(captured.out)
+    assert data["calibration"]["images"] == 2 and data["accuracy"]["evaluated_on"].startswith("3 image(s)")
+    assert "--limit 3: 3 evaluated" in " ".join(captured.err.split())
+
+
+def test_accuracy_control_judges_the_drop_in_the_budgets_units(tmp_path):
+    """Float scores 0.5, every int8 step 0.496: a 0.004 absolute drop is 0.8% relative."""
+    model = conv_relu_conv(tmp_path / "tiny.onnx")
+    calib = random_calibration(model, n=2)
+
+    def validate(path: Path) -> float:
+        return 0.5 if path == model else 0.496
+
+    _, absolute = quantize_with_accuracy_control(model, tmp_path / "abs.onnx", StaticConfig(), calib, validate,
+                                                 max_drop=Budget.parse("0.005abs"), max_steps=0, probe=False)
+    assert absolute.met and absolute.best.drop == pytest.approx(0.004)
+    assert "drop 0.0040 abs <= 0.0050 abs" in absolute.summary()
+    _, relative = quantize_with_accuracy_control(model, tmp_path / "rel.onnx", StaticConfig(), calib, validate,
+                                                 max_drop="0.5%", max_steps=0, probe=False)
+    assert not relative.met and relative.best.drop == pytest.approx(0.008)
+    assert "within the 0.50% budget" in relative.summary() and "drop 0.80%" in relative.summary()
+    _, within = quantize_with_accuracy_control(model, tmp_path / "rel1.onnx", StaticConfig(), calib, validate,
+                                               max_drop=Budget.parse("1%"), max_steps=0, probe=False)
+    assert within.met
 
 
 BAD_INPUTS = {
@@ -331,7 +372,8 @@ BAD_INPUTS = {
     "unknown format": ("tiny", ["--calib", "{photos}", "--format", "int4"], "choose one of: qdq, qoperator"),
     "output is the input": ("tiny", ["--calib", "{photos}", "--output-is-input"], "same file as the input"),
     "fp16 and dynamic": ("tiny", ["--fp16", "--dynamic"], "choose one of --dynamic and --fp16"),
-    "bad budget": ("tiny", ["--calib", "{photos}", "--max-drop", "5"], "did you mean 5%"),
+    "ambiguous budget": ("tiny", ["--calib", "{photos}", "--max-drop", "5"], "write 5% for a relative drop or 5abs"),
+    "unreadable budget": ("tiny", ["--calib", "{photos}", "--max-drop", "lots"], "cannot read --max-drop 'lots'"),
 }
 
 
@@ -367,7 +409,6 @@ def test_quantizing_never_touches_the_input(tmp_path, det_copy):
 def test_config_and_budget_validation():
     with pytest.raises(UsageError, match="choose one of: minmax, entropy, percentile"):
         StaticConfig(calibrate="kl")
-    assert parse_drop("1%") == pytest.approx(0.01) and parse_drop("0.005") == pytest.approx(0.005)
-    with pytest.raises(UsageError):
-        parse_drop("-1%")
+    with pytest.raises(UsageError, match="max_drop takes a Budget"):
+        quantize_with_accuracy_control("m.onnx", "o.onnx", StaticConfig(), None, lambda p: 1.0, max_drop=0.01)
     assert StaticConfig(format="qoperator", activation_type="s8").resolved().activation_type == "s8"

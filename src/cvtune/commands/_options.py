@@ -1,4 +1,5 @@
-"""Options shared by several commands (runtime selection, output format), and their parsing."""
+"""Options shared by several commands (runtime selection, output format, calibration, budgets), declared once so
+every command spells and reads them the same way, and their parsing."""
 
 from __future__ import annotations
 
@@ -20,12 +21,27 @@ ENGINE = typer.Option(None, "--engine", help="OpenCV engine: auto, new, classic 
 TARGET = typer.Option(None, "--target", help="OpenCV target: cpu, cpu_fp16, opencl, opencl_fp16, cuda, cuda_fp16.")
 THREADS = typer.Option(None, "--threads", "-t", help="Threads per session (cv2.setNumThreads / ORT intra-op).")
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout instead of tables.")
-INPUT_SHAPE = typer.Option(None, "--input-shape", help="Input shape NxCxHxW, e.g. 1x3x640x640 (default: the model's "
-                           "own, dynamic dims filled in).")
+
+
+def input_shape_option(note: str = "") -> Any:
+    """`--input-shape NxCxHxW`; `note` says what else this command does with it."""
+    return typer.Option(None, "--input-shape", help="Input shape NxCxHxW, e.g. 1x3x640x640: the size calibration "
+                        "and evaluation images are resized to (default: the model's own, dynamic dims filled in)."
+                        + (f" {note}" if note else ""))
+
+
+INPUT_SHAPE = input_shape_option()
 CALIB = typer.Option(None, "--calib", help="Folder of calibration images, like the ones the model will see "
                      "(preprocessed by the task; never the evaluation images).")
-CALIB_SIZE = typer.Option(16, "--calib-size", help="How many calibration images to use (spread evenly over the "
-                          "folder).")
+
+
+def calib_size_option(default: int = 16) -> Any:
+    """`--calib-size N`; the default is what the command's technique needs (its CalibrationNeed)."""
+    return typer.Option(default, "--calib-size", help="How many calibration images to use (spread evenly over "
+                        "the folder).")
+
+
+CALIB_SIZE = calib_size_option()
 LIMIT = typer.Option(None, "--limit", help="Use only the first N images (quicker, less precise).")
 TASK_OPTION = typer.Option(None, "--task-option", "-O", help="Task option KEY=VALUE, repeatable (e.g. "
                            "box_thresh=0.6, reference_model=orig.onnx).")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..console import console, err_console, progress
+from ._options import CALIB, JSON, TASK_OPTION, calib_size_option, input_shape_option, parse_task_options
 
 
 def _check_options(method: str, sparsity, threshold, ratio, importance, allocation, calib) -> None:
@@ -41,15 +42,16 @@ def _allocation(path: Path | None, method: str) -> dict[str, float]:
     wanted = "channel" if method == "channel" else "magnitude"
     if data.get("method") != wanted:
         raise UsageError(f"{path} holds a '{data.get('method')}' allocation; --method {method} needs a "
-                         f"'{wanted}' one (cvtune sensitivity --method {wanted} --budget ...)")
+                         f"'{wanted}' one (cvtune sensitivity --method {wanted} --max-drop 1% ...)")
     if not data.get("allocation"):
-        raise UsageError(f"{path} has no allocation yet; run cvtune sensitivity with --budget B to make one")
+        raise UsageError(f"{path} has no allocation yet; run cvtune sensitivity with --max-drop (e.g. 1%) to make "
+                         f"one")
     return {str(k): float(v) for k, v in data["allocation"].items()}
 
 
 def register(app: typer.Typer) -> None:
     from ..compress.channels import IMPORTANCE
-    from ..compress.prune import PRUNE_METHODS
+    from ..compress.prune import PRUNE_METHODS, ChannelConfig
     from ..compress.sparsify import SCOPES
 
     @app.command("prune")
@@ -65,13 +67,12 @@ def register(app: typer.Typer) -> None:
         ratio: float = typer.Option(None, "--ratio", help="channel: fraction of each group's channels to remove."),
         importance: str = typer.Option(None, "--importance", help=f"channel ranking: {' | '.join(IMPORTANCE)} "
                                        "(default: activation with --calib, else l1)."),
-        calib: Path = typer.Option(None, "--calib", help="Folder of calibration images (channel: reconstruction "
-                                   "and activation importance)."),
-        calib_size: int = typer.Option(16, "--calib-size", help="How many calibration images to use."),
+        calib: Path = CALIB,
+        calib_size: int = calib_size_option(ChannelConfig.calibration_need.count),
         task: str = typer.Option(None, "--task", help="Task whose preprocessing the calibration images get "
-                                 "(default: the zoo model's task, else a plain resize)."),
-        input_shape: str = typer.Option(None, "--input-shape", help="Input shape for calibration and the FLOP "
-                                        "count, e.g. 1x3x640x640 (default: the model's)."),
+                                 "(default: a plain resize to the model's input size with its preprocessing)."),
+        task_option: list[str] = TASK_OPTION,
+        input_shape: str = input_shape_option("Also the shape the FLOPs are counted at."),
         no_reconstruct: bool = typer.Option(False, "--no-reconstruct", help="channel: plain cut, no least-squares "
                                             "refit of the consumer layers."),
         skip: list[str] = typer.Option(None, "--skip", help="Layer (or channel group) name to leave alone; "
@@ -82,17 +83,18 @@ def register(app: typer.Typer) -> None:
                                        "weighted layer dense."),
         round_to: int = typer.Option(1, "--round-to", help="channel: round kept channel counts up to a multiple."),
         allocation: Path = typer.Option(None, "--allocation", help="Per-layer levels from `cvtune sensitivity "
-                                        "--budget` (its JSON file) instead of one --sparsity/--ratio."),
+                                        "--max-drop` (its JSON file) instead of one --sparsity/--ratio."),
         plan_only: bool = typer.Option(False, "--plan", help="Print the plan (channel groups, or per-layer "
                                        "sparsity) and write nothing."),
-        seed: int = typer.Option(0, "--seed", help="Seed for random pruning and calibration sampling."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable report on stdout."),
+        seed: int = typer.Option(0, "--seed", help="Seed for random pruning and the reconstruction's row sampling."),
+        as_json: bool = JSON,
     ) -> None:
         """Prune a model. Unstructured methods zero weights (the file compresses better; dense kernels are NOT
         faster); --method channel removes whole channels (the only pruning that makes OpenCV and ORT faster),
         refitting the next layers by least squares on --calib images. The input model is never modified."""
-        from ..compress.prune import ChannelConfig, prune_file
+        from ..compress.prune import prune_file
         from ..compress.sparsify import SparsifyConfig
+        from ..data.calibration import CalibrationNeed, calibration_set
         from ..errors import UsageError
         from ..model import parse_shape
 
@@ -102,6 +104,9 @@ def register(app: typer.Typer) -> None:
         if output is None and not plan_only:
             raise UsageError("give -o OUT.onnx for the pruned model (or --plan to only print the plan)")
         shape = parse_shape(input_shape) if input_shape else None
+        options = parse_task_options(task_option)
+        if (task or options) and calib is None:
+            raise UsageError("--task/--task-option say how --calib images are preprocessed; add --calib DIR")
         levels = _allocation(allocation, method)
         if method == "channel":
             importance = importance or ("activation" if calib else "l1")
@@ -116,6 +121,10 @@ def register(app: typer.Typer) -> None:
                                     skip_first=skip_first, skip_last=skip_last, skip=tuple(skip or ()),
                                     layer_sparsity=tuple(levels.items()), seed=seed)
         target = None if plan_only else output
+        calibration = None
+        if calib is not None:
+            calibration = calibration_set(model, calib, CalibrationNeed(count=calib_size), task=task,
+                                          task_options=options, input_shape=shape)
         if method == "channel" and target is not None and config.reconstruct and not as_json:
             with progress() as bar:
                 job = bar.add_task("reconstruct", total=None, rate="")
@@ -123,11 +132,10 @@ def register(app: typer.Typer) -> None:
                 def on_wave(i: int, n: int) -> None:
                     bar.update(job, completed=i, total=n, rate=f"wave {i + 1}/{n}")
 
-                report = prune_file(model, target, config, calib_dir=calib, calib_size=calib_size, task=task,
-                                    input_shape=shape, on_wave=on_wave)
+                report = prune_file(model, target, config, calibration=calibration, input_shape=shape,
+                                    on_wave=on_wave)
         else:
-            report = prune_file(model, target, config, calib_dir=calib, calib_size=calib_size, task=task,
-                                input_shape=shape)
+            report = prune_file(model, target, config, calibration=calibration, input_shape=shape)
         data = {"input": str(model), "output": None if target is None else str(target), **report.to_dict()}
         if as_json:
             print(json.dumps(data, indent=2, ensure_ascii=False, default=str))

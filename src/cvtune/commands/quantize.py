@@ -10,8 +10,22 @@ import typer
 from rich.table import Table
 
 from ..console import console, err_console
-from ..errors import UsageError
+from ..errors import DatasetError, UsageError
 from ..model import parse_shape
+from ._options import (
+    CALIB,
+    JSON,
+    LIMIT,
+    TASK_OPTION,
+    calib_size_option,
+    input_shape_option,
+    max_drop_option,
+    parse_task_options,
+)
+
+# --max-drop with one image source (--data, --calib, or both the same folder): this share of it calibrates, the
+# rest evaluates, split with a fixed seed so calibration never sees an evaluation image.
+CALIB_FRACTION, SPLIT_SEED = 0.3, 0
 
 
 def _print_result(result, report) -> None:
@@ -30,14 +44,15 @@ def _print_result(result, report) -> None:
     for note in result.notes:
         console.print(f"  - {note}", highlight=False)
     if report is not None:
+        budget = report.max_drop
         table = Table(title=f"accuracy-aware steps ({report.metric}, float {report.baseline:.4f}, "
-                            f"budget {report.max_drop:.4f})")
+                            f"budget {budget.describe()} drop)")
         for col in ("step", "kept in float", "added", "metric", "drop", "size MB", "s"):
             table.add_column(col)
         for s in report.steps:
             mark = " *" if s.step == report.chosen else ""
             table.add_row(f"{s.step}{mark}", str(len(s.kept_float)), s.added or "-", f"{s.metric:.4f}",
-                          f"{s.drop:+.4f}", f"{s.size_bytes / mb:.2f}", f"{s.seconds:.1f}")
+                          budget.describe(s.drop), f"{s.size_bytes / mb:.2f}", f"{s.seconds:.1f}")
         console.print(table)
         console.print(report.summary())
     if result.probe:
@@ -52,8 +67,37 @@ def _print_result(result, report) -> None:
         console.print(table)
 
 
+def _sources(calib: Path | None, data: Path | None, *, evaluate: bool, static: bool):
+    """(calibration images: a folder or a Dataset or None, evaluation Dataset or None, a line saying which is
+    which or ""). With --max-drop, one source (--data or --calib alone, or both the same folder) is split into
+    disjoint calibration and evaluation parts; without it, --data alone gives its calibration part."""
+    from ..evaluate import load_eval_dataset
+
+    same = calib is not None and data is not None and calib.resolve() == data.resolve()
+    if evaluate and (calib is None or data is None or same):
+        source = data if data is not None else calib
+        if source is None:
+            raise UsageError("--max-drop needs images: pass --data DIR (split into calibration and evaluation "
+                             "parts) or --calib DIR and --data DIR")
+        dataset = load_eval_dataset(source)
+        if len(dataset) < 2:
+            raise DatasetError(f"{source} has {len(dataset)} image(s); --max-drop needs at least 2 (calibration and "
+                               f"evaluation are disjoint), or separate --calib and --data folders")
+        calib_part, eval_part = dataset.split(CALIB_FRACTION, seed=SPLIT_SEED)
+        return calib_part, eval_part, (f"{source}: {len(calib_part)} image(s) calibrate, {len(eval_part)} evaluate "
+                                       f"(disjoint split, seed {SPLIT_SEED})")
+    evaluation = load_eval_dataset(data) if evaluate else None
+    if calib is not None or not static:
+        return calib, evaluation, (f"calibration: {calib}; evaluation: {len(evaluation)} image(s) of {data}"
+                                   if evaluate else "")
+    if data is None:
+        return None, evaluation, ""
+    calib_part, _ = load_eval_dataset(data).split(CALIB_FRACTION, seed=SPLIT_SEED)
+    return calib_part, evaluation, f"{data}: calibrating on its {len(calib_part)}-image calibration split"
+
+
 def register(app: typer.Typer) -> None:
-    from ..quantize.config import CALIBRATIONS, FORMATS, QTYPES
+    from ..quantize.config import CALIBRATIONS, FORMATS, QTYPES, StaticConfig
 
     @app.command("quantize")
     def quantize_cmd(
@@ -63,52 +107,49 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("qdq", "--format", help=f"int8 format: {', '.join(FORMATS)}."),
         per_channel: bool = typer.Option(False, "--per-channel", help="Per-channel weight scales."),
         calibrate: str = typer.Option("minmax", "--calibrate", help=f"Calibration: {', '.join(CALIBRATIONS)}."),
-        calib: Path = typer.Option(None, "--calib", help="Folder of calibration images (like the ones the model "
-                                   "will see)."),
-        calib_size: int = typer.Option(64, "--calib-size", help="Calibration images to use (spread over the "
-                                       "folder)."),
+        calib: Path = CALIB,
+        calib_size: int = calib_size_option(StaticConfig.calibration_need.count),
         activation_type: str = typer.Option(None, "--activation-type", help=f"{', '.join(QTYPES)} (default: s8 "
                                             "for QDQ, u8 for QOperator)."),
         weight_type: str = typer.Option("s8", "--weight-type", help=f"{', '.join(QTYPES)}."),
         reduce_range: bool = typer.Option(None, "--reduce-range/--no-reduce-range", help="7-bit weights (default: "
                                           "only for u8 activations on x86 without VNNI)."),
-        input_shape: str = typer.Option(None, "--input-shape", help="Fix dynamic dims and simplify first, e.g. "
-                                        "1x3x48x192 (OpenCV's classic engine needs it for models with Shape ops)."),
+        input_shape: str = input_shape_option("Static int8 also fixes dynamic dims to it and simplifies first "
+                                              "(OpenCV's classic engine needs it for models with Shape ops)."),
         exclude: list[str] = typer.Option(None, "--exclude", help="Node name to keep in float (repeatable)."),
         dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic int8 (MatMul/Gemm weights; no calibration)."),
         fp16: bool = typer.Option(False, "--fp16", help="fp16 weights and compute, float32 inputs/outputs kept."),
         fp16_fallback: bool = typer.Option(False, "--fp16-fallback", help="Write the fp16 model even if ONNX "
                                            "Runtime here has no fp16 kernel for some ops (they run in fp32)."),
-        max_drop: str = typer.Option(None, "--max-drop", help="Accuracy budget, e.g. 1% (absolute drop of the "
-                                     "metric): keep the most harmful layers in float until it holds."),
+        max_drop: str = max_drop_option(None),
         task: str = typer.Option(None, "--task", help="Task whose metric --max-drop uses (textdet, ocr, "
-                                 "classify, ...); default: fidelity to the float model."),
-        data: Path = typer.Option(None, "--data", help="Evaluation dataset for --max-drop (also the calibration "
-                                  "source, split off, when --calib is not given)."),
+                                 "classify, ...) and whose preprocessing calibration gets; default: fidelity to the "
+                                 "float model, calibration images plainly resized."),
+        task_option: list[str] = TASK_OPTION,
+        data: Path = typer.Option(None, "--data", help="Evaluation dataset for --max-drop. When it is the only "
+                                  "source (or the same folder as --calib), a seeded 30% split of it calibrates and "
+                                  "the rest evaluates: calibration never sees an evaluation image."),
+        limit: int = LIMIT,
         max_steps: int = typer.Option(8, "--max-steps", help="Most layers to try keeping in float."),
         no_probe: bool = typer.Option(False, "--no-probe", help="Skip probing which runtimes load the result."),
         probe_shape: str = typer.Option(None, "--probe-shape", help="Input shape for the probe (default: the "
                                         "model's default)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the sidecar JSON on stdout."),
+        as_json: bool = JSON,
     ) -> None:
         """Quantize a model to int8 or fp16 with ONNX tooling, calibrated on your images; check which runtimes
-        and engines load the result; optionally keep layers in float until an accuracy budget holds."""
-        from ..quantize import (
-            DynamicConfig,
-            Fp16Config,
-            StaticConfig,
-            load_calibration,
-            parse_drop,
-            quantize,
-            quantize_with_accuracy_control,
-        )
+        and engines load the result; optionally (--max-drop 1%, or 0.01abs) keep layers in float until an
+        accuracy budget holds, judged on images calibration never saw."""
+        from ..budget import Budget
+        from ..data.calibration import CalibrationNeed, calibration_set
+        from ..quantize import DynamicConfig, Fp16Config, quantize, quantize_with_accuracy_control
         from ..quantize.accuracy import task_validator
 
         if dynamic and fp16:
             raise UsageError("choose one of --dynamic and --fp16")
-        budget = parse_drop(max_drop) if max_drop is not None else None
+        budget = Budget.parse(max_drop) if max_drop is not None else None
         shape = parse_shape(input_shape) if input_shape else None
         probe_at = parse_shape(probe_shape) if probe_shape else None
+        options = parse_task_options(task_option)
         excluded = tuple(exclude or ())
         if fp16:
             config = Fp16Config(exclude=excluded, allow_fp32_kernels=fp16_fallback)
@@ -119,38 +160,42 @@ def register(app: typer.Typer) -> None:
             config = StaticConfig(format=fmt, per_channel=per_channel, calibrate=calibrate,
                                   activation_type=activation_type, weight_type=weight_type,
                                   reduce_range=reduce_range, input_shape=shape, exclude=excluded)
-        if max_drop is not None and not isinstance(config, StaticConfig):
+        static = isinstance(config, StaticConfig)
+        if budget is not None and not static:
             raise UsageError("--max-drop works with static int8 only (not with --dynamic or --fp16)")
-        if task and max_drop is None:
+        if task and budget is None:
             raise UsageError("--task is used with --max-drop; add --max-drop 1% (or drop --task)")
-        if task and data is None:
+        if limit is not None and budget is None:
+            raise UsageError("--limit caps the images --max-drop evaluates on; add --max-drop 1% (or drop --limit)")
+        if task and task != "fidelity" and data is None:
             raise UsageError(f"--task {task} needs --data DIR with labels to score on")
-        dataset = calib_data = None
-        if data is not None:
-            from ..evaluate import load_eval_dataset
-
-            dataset = load_eval_dataset(data)
-            if calib is None and isinstance(config, StaticConfig):
-                calib_data, dataset = dataset.split(0.3, seed=0)
+        calib_source, evaluation, which = _sources(calib, data, evaluate=budget is not None, static=static)
+        if evaluation is not None and limit is not None:
+            evaluation = evaluation.limit(limit)
+            which += f"; --limit {limit}: {len(evaluation)} evaluated"
+        if which:
+            err_console.print(which, highlight=False)
         calibration = None
-        if isinstance(config, StaticConfig):
-            source = calib if calib is not None else calib_data
-            if source is None:
+        if static:
+            if calib_source is None:
                 raise UsageError("static int8 needs calibration images: pass --calib DIR (or --data DIR); or use "
                                  "--dynamic, which needs none")
-            calibration = load_calibration(model, source, size=calib_size, task=task, input_shape=shape)
+            calibration = calibration_set(model, calib_source, CalibrationNeed(count=calib_size), task=task,
+                                          task_options=options, input_shape=shape)
         report = None
         if budget is not None:
-            eval_data = dataset if dataset is not None else str(calib)
-            validate, metric = task_validator(model, task or "fidelity", eval_data, input_shape=shape)
+            validate, metric = task_validator(model, task or "fidelity", evaluation, input_shape=shape,
+                                              task_options=options)
 
             def on_step(step) -> None:
                 err_console.print(f"step {step.step}: {len(step.kept_float)} layer(s) in float "
-                                  f"({step.added or 'all quantized'}): {step.metric:.4f} (drop {step.drop:+.4f})")
+                                  f"({step.added or 'all quantized'}): {step.metric:.4f} "
+                                  f"(drop {budget.describe(step.drop)})")
 
             result, report = quantize_with_accuracy_control(
                 model, output, config, calibration, validate, max_drop=budget, max_steps=max_steps, metric=metric,
-                probe=not no_probe, probe_shape=probe_at, on_step=on_step)
+                probe=not no_probe, probe_shape=probe_at, on_step=on_step,
+                evaluated_on=f"{len(evaluation)} image(s) of {evaluation.root}")
         else:
             result = quantize(model, output, config, calibration=calibration, probe=not no_probe,
                               probe_shape=probe_at)

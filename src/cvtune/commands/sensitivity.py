@@ -8,6 +8,16 @@ from pathlib import Path
 import typer
 
 from ..console import console, progress
+from ._options import (
+    CALIB,
+    INPUT_SHAPE,
+    JSON,
+    LIMIT,
+    TASK_OPTION,
+    calib_size_option,
+    max_drop_option,
+    parse_task_options,
+)
 
 
 def _levels(text: str | None) -> tuple[float, ...] | None:
@@ -22,6 +32,7 @@ def _levels(text: str | None) -> tuple[float, ...] | None:
 
 
 def register(app: typer.Typer) -> None:
+    from ..compress.prune import ChannelConfig
     from ..compress.sensitivity import SENSITIVITY_METHODS
     from ..runtimes import RUNTIMES
 
@@ -37,39 +48,48 @@ def register(app: typer.Typer) -> None:
         levels: str = typer.Option(None, "--levels", help="Comma-separated sparsity/ratio levels (default "
                                    "0.3,0.5,0.7,0.9 for magnitude, 0.25,0.5,0.75 for channel)."),
         runtime: str = typer.Option("ort", "--runtime", "-r", help=f"Runtime: {', '.join(RUNTIMES)}."),
-        limit: int = typer.Option(None, "--limit", help="Evaluate only the first N images per point."),
+        limit: int = LIMIT,
         layer: list[str] = typer.Option(None, "--layer", help="Only these layers/groups (repeatable)."),
-        calib: Path = typer.Option(None, "--calib", help="channel: calibration images; each point is then cut AND "
-                                   "reconstructed, as `cvtune prune` does (without: plain cuts)."),
-        calib_size: int = typer.Option(16, "--calib-size", help="How many calibration images to use."),
-        input_size: str = typer.Option(None, "--input-size", help="Fixed network input HEIGHTxWIDTH for the task."),
+        calib: Path = CALIB,
+        calib_size: int = calib_size_option(ChannelConfig.calibration_need.count),
+        input_shape: str = INPUT_SHAPE,
+        task_option: list[str] = TASK_OPTION,
         output: Path = typer.Option(None, "--output", "-o", help="Curve JSON (also the cache: an interrupted run "
                                     "resumes). Default: MODEL_STEM.sensitivity.json in the current folder."),
-        budget: float = typer.Option(None, "--budget", help="Allocate per-layer levels so the summed relative "
-                                     "metric drop stays within this fraction, e.g. 0.01 (saved in the JSON; "
-                                     "apply with cvtune prune --allocation FILE)."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+        max_drop: str = max_drop_option(None),
+        as_json: bool = JSON,
     ) -> None:
         """Measure how much the metric drops when each layer alone is pruned at several levels, save the curves,
-        and (with --budget) allocate per-layer sparsity under an accuracy budget from them."""
+        and (with --max-drop) allocate per-layer sparsity under that accuracy budget from them (saved in the
+        JSON; apply with cvtune prune --allocation FILE). With --calib (--method channel), each point is cut AND
+        reconstructed on those images, as `cvtune prune` does; without it, plain cuts."""
         from dataclasses import replace
 
+        from ..budget import Budget
         from ..compress.sensitivity import allocate, analyze_sensitivity
+        from ..data.calibration import CalibrationNeed, calibration_set
         from ..errors import UsageError
         from ..files import refuse_overwrite_of_input, write_json
+        from ..model import parse_shape
         from ..runtimes import make_runtime
 
+        budget = Budget.parse(max_drop) if max_drop is not None else None
         out = output or Path(f"{model.stem}.sensitivity.json")
         refuse_overwrite_of_input(out, model)
-        options = {"input_size": input_size} if input_size else {}
+        shape = parse_shape(input_shape) if input_shape else None
+        options = parse_task_options(task_option)
+        if shape is not None:
+            if len(shape) != 4:
+                raise UsageError(f"--input-shape needs 4 dims NxCxHxW, e.g. 1x3x640x640 (got {input_shape})")
+            options["input_size"] = (int(shape[2]), int(shape[3]))
         rt = make_runtime(runtime)
         calib_tensors = None
         if calib is not None:
             if method != "channel":
                 raise UsageError("--calib is for --method channel (reconstruction after each cut)")
-            from ..compress.calib import load_calibration
-
-            calib_tensors = load_calibration(model, calib, size=calib_size)
+            calibration = calibration_set(model, calib, CalibrationNeed(count=calib_size), task=task,
+                                          task_options=options, input_shape=shape)
+            calib_tensors = calibration.tensors()  # every point refits on all of them
         extra = {"calib": calib_tensors, "calib_id": str(calib.resolve()) if calib else ""}
         if as_json:
             result = analyze_sensitivity(model, data, task=task, method=method, levels=_levels(levels), runtime=rt,
@@ -95,5 +115,6 @@ def register(app: typer.Typer) -> None:
         console.print(f"saved {out}")
         if budget is not None:
             flag = "--method channel" if method == "channel" else "--method magnitude"
-            console.print(f"allocation within a {budget:.1%} drop: {len(result.allocation)} of {len(result.curves)} "
-                          f"units pruned; apply with: cvtune prune {model} -o OUT.onnx {flag} --allocation {out}")
+            console.print(f"allocation within a {budget.describe()} drop ({result.metric}): {len(result.allocation)} "
+                          f"of {len(result.curves)} units pruned; apply with: cvtune prune {model} -o OUT.onnx {flag} "
+                          f"--allocation {out}")

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ..data.calibration import CalibrationNeed, CalibrationSet
 from ..errors import ModelError, UsageError
 from ..files import refuse_overwrite_of_input, write_json
 from ..model import load_onnx, save_onnx
-from .calib import load_calibration
 from .channels import IMPORTANCE, cut_channels, plan_channels, probe_shape
 from .plan import PruningPlan
 from .reconstruct import ReconstructionReport, reconstruct
@@ -43,6 +43,10 @@ class ChannelConfig:
     ridge: float = 1e-2
     max_rows: int = 8192
     seed: int = 0
+
+    # What reconstruction and activation importance need by default (--calib-size overrides the count): the
+    # least-squares fits are small, so a few images at the model's own resolution are plenty.
+    calibration_need = CalibrationNeed(count=16)
 
     def __post_init__(self) -> None:
         if self.importance not in IMPORTANCE:
@@ -77,12 +81,14 @@ class ChannelReport:
     file_bytes: int
     original_file_bytes: int
     calibration_images: int = 0
+    calibration: dict[str, Any] | None = None  # CalibrationSet.to_dict(): where the images came from
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "channel", "plan": self.plan.to_dict(), "summary": self.plan.summary(),
                 "reconstruction": self.reconstruction.to_dict() if self.reconstruction else None,
                 "file_bytes": self.file_bytes, "original_file_bytes": self.original_file_bytes,
-                "compressed_bytes": None, "calibration_images": self.calibration_images}
+                "compressed_bytes": None, "calibration_images": self.calibration_images,
+                "calibration": self.calibration}
 
 
 def prune_channels(model: onnx.ModelProto | str | os.PathLike[str], config: ChannelConfig, *,
@@ -112,22 +118,21 @@ def prune_channels(model: onnx.ModelProto | str | os.PathLike[str], config: Chan
 
 
 def prune_file(model_path: str | os.PathLike[str], output: str | os.PathLike[str] | None,
-               config: SparsifyConfig | ChannelConfig, *, calib_dir: str | os.PathLike[str] | None = None,
-               calib_size: int = 16, task: str | None = None, input_shape: tuple[int, ...] | None = None,
+               config: SparsifyConfig | ChannelConfig, *, calibration: CalibrationSet | None = None,
+               input_shape: tuple[int, ...] | None = None,
                on_wave: Callable[[int, int], None] | None = None) -> SparsityReport | ChannelReport:
     """Prune a model file. With `output`, write the model and OUT.prune.json atomically; None is a dry run
-    (channel: plan only, nothing cut or written)."""
+    (channel: plan only, nothing cut or written). Channel pruning reads `calibration` (see
+    cvtune.data.calibration.calibration_set) for reconstruction and activation importance."""
     if output is not None:
-        refuse_overwrite_of_input(output, model_path, calib_dir)
+        refuse_overwrite_of_input(output, model_path)
         refuse_overwrite_of_input(report_path(output), model_path)
     if isinstance(config, SparsifyConfig):
         return sparsify_file(model_path, output, config)
     if not isinstance(config, ChannelConfig):
         raise UsageError(f"unknown pruning config {type(config).__name__}; use SparsifyConfig or ChannelConfig")
-    calib = None
-    if calib_dir is not None:
-        calib = load_calibration(model_path, calib_dir, size=calib_size, input_shape=input_shape, task=task,
-                                 seed=config.seed)
+    calib = calibration.tensors() if calibration is not None else None  # least squares revisits every tensor
+    provenance = calibration.to_dict() if calibration is not None else None
     if output is None:  # --plan: score and show, cut nothing
         if config.importance == "activation" and not calib:
             raise UsageError("activation importance needs calibration images: give --calib DIR")
@@ -136,12 +141,12 @@ def prune_file(model_path: str | os.PathLike[str], output: str | os.PathLike[str
                              input_shape=input_shape or (tuple(calib[0].shape) if calib else None),
                              skip=config.skipped_layers(load_onnx(model_path)), round_to=config.round_to)
         size = Path(model_path).stat().st_size
-        return ChannelReport(plan, None, size, size, len(calib) if calib else 0)
+        return ChannelReport(plan, None, size, size, len(calib) if calib else 0, provenance)
     proto, report = prune_channels(model_path, config, calib=calib, input_shape=input_shape, on_wave=on_wave)
     save_onnx(proto, output)
     data = Path(output).read_bytes()
     report = ChannelReport(report.plan, report.reconstruction, len(data), report.original_file_bytes,
-                           report.calibration_images)
+                           report.calibration_images, provenance)
     write_json(report_path(output), {"input": str(model_path), "output": str(output), **report.to_dict(),
                                      "compressed_bytes": deflate_size(data)})
     return report

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..budget import Budget
 from ..errors import UsageError
 from ..files import write_json
 from ..model import load_onnx, save_onnx
@@ -61,14 +62,14 @@ class SensitivityResult:
     levels: tuple[float, ...]
     curves: tuple[LayerCurve, ...]
     allocation: dict[str, float] = field(default_factory=dict)
-    budget: float | None = None
+    budget: Budget | None = None  # the accuracy budget the allocation was made for
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "model": self.model, "key": self.key, "method": self.method, "task": self.task,
                 "metric": self.metric, "baseline": self.baseline, "levels": list(self.levels),
                 "curves": [{"name": c.name, "cost": c.cost, "metrics": {str(k): v for k, v in c.metrics.items()}}
                            for c in self.curves],
-                "allocation": dict(self.allocation), "budget": self.budget}
+                "allocation": dict(self.allocation), "budget": self.budget.to_dict() if self.budget else None}
 
     def table(self):
         from rich.table import Table
@@ -220,12 +221,14 @@ def _write_cache(cache, model_path, key, method, task, metric, baseline, levels,
                        "allocation": {}, "budget": None})
 
 
-def allocate(result: SensitivityResult, budget: float, *, relative: bool = True) -> dict[str, float]:
+def allocate(result: SensitivityResult, budget: Budget) -> dict[str, float]:
     """Per-unit levels that save the most (weights or FLOPs) while the summed metric drop stays within `budget`
-    (a fraction of the baseline when `relative`, else absolute). Greedy on saving per unit of drop."""
-    if budget < 0:
-        raise UsageError(f"the accuracy budget must be >= 0 (got {budget})")
-    allowed = budget * abs(result.baseline) if relative else budget
+    (Budget.parse("1%"): relative to the baseline; "0.01abs": absolute, in metric units). Greedy on saving per
+    unit of drop."""
+    if not isinstance(budget, Budget):
+        raise UsageError(f"allocate takes a Budget, e.g. Budget.parse('1%') or Budget.parse('0.01abs') "
+                         f"(got {budget!r})")
+    allowed = budget.value * abs(result.baseline) if budget.relative else budget.value
     chosen = {c.name: 0.0 for c in result.curves}
     spent = 0.0
     curves = {c.name: c for c in result.curves}

@@ -2,17 +2,20 @@
 an accuracy-aware fallback that keeps the most harmful layers in float, and a probe of which runtimes/engines load
 each produced model. Every model is written atomically with a `<name>.quant.json` sidecar.
 
-    from cvtune.quantize import StaticConfig, load_calibration, quantize
-    calib = load_calibration(model, "images/", size=64)
+    from cvtune.data.calibration import CalibrationNeed, calibration_set
+    from cvtune.quantize import StaticConfig, quantize
+    calib = calibration_set(model, "images/", CalibrationNeed(count=64))
     result = quantize(model, "model_int8.onnx", StaticConfig(format="qdq", per_channel=True), calibration=calib)
+
+Calibration data (sampling, preprocessing, streaming) lives in cvtune.data.calibration, shared with pruning.
 """
 
 from __future__ import annotations
 
+from ..data.calibration import CalibrationSet
 from ..runtimes.devices import cpu_has_vnni  # the one VNNI check; importable here for quantize's callers
 from .accuracy import AccuracyReport, AccuracyStep, HarmfulLayer, locate_harmful, quantize_with_accuracy_control
 from .api import quantize
-from .calibration import CalibrationSet, TensorReader, load_calibration, random_calibration
 from .config import (
     CALIBRATIONS,
     FORMATS,
@@ -21,7 +24,6 @@ from .config import (
     Fp16Config,
     QuantConfig,
     StaticConfig,
-    parse_drop,
 )
 from .fp16 import fp32_kernel_ops
 from .graph import QUANTIZED_OPS
@@ -29,7 +31,7 @@ from .result import QuantResult, sidecar_path
 
 __all__ = [
     "CALIBRATIONS", "FORMATS", "QTYPES", "QUANTIZED_OPS", "AccuracyReport", "AccuracyStep", "CalibrationSet",
-    "DynamicConfig", "Fp16Config", "HarmfulLayer", "QuantConfig", "QuantResult", "StaticConfig", "TensorReader",
-    "cpu_has_vnni", "fp32_kernel_ops", "locate_harmful", "load_calibration", "parse_drop", "quantize",
-    "quantize_with_accuracy_control", "random_calibration", "sidecar_path",
+    "DynamicConfig", "Fp16Config", "HarmfulLayer", "QuantConfig", "QuantResult", "StaticConfig",
+    "cpu_has_vnni", "fp32_kernel_ops", "locate_harmful", "quantize", "quantize_with_accuracy_control",
+    "sidecar_path",
 ]

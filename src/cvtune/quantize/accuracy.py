@@ -23,10 +23,11 @@ from typing import Any
 
 import onnx
 
+from ..budget import Budget
+from ..data.calibration import CalibrationSet
 from ..errors import UsageError
 from ..runtimes import Runtime
 from .api import check_output, finalize
-from .calibration import CalibrationSet
 from .config import StaticConfig
 from .result import output_fidelity
 from .static import PreparedModel, prepare_float, quantize_static_model
@@ -49,7 +50,9 @@ class HarmfulLayer:
 
 @dataclass(frozen=True)
 class AccuracyStep:
-    """One configuration tried: the layers kept in float so far, its metric, and what it cost."""
+    """One configuration tried: the layers kept in float so far, its metric, its drop against the float model in
+    the budget's units (a fraction of the baseline for a relative budget, metric units for an absolute one), and
+    what it cost."""
 
     step: int
     kept_float: tuple[str, ...]
@@ -68,31 +71,33 @@ class AccuracyStep:
 class AccuracyReport:
     metric: str
     baseline: float
-    max_drop: float
+    max_drop: Budget
     steps: tuple[AccuracyStep, ...]
     chosen: int
     met: bool
     found: tuple[HarmfulLayer, ...] = ()
     search_evaluations: int = 0
+    evaluated_on: str = ""  # what `validate` scored, e.g. "60 images of data/ (evaluation split)"
 
     @property
     def best(self) -> AccuracyStep:
         return self.steps[self.chosen]
 
     def summary(self) -> str:
-        best = self.best
+        best, budget = self.best, self.max_drop
         kept = f"{len(best.kept_float)} layer(s) kept in float" if best.kept_float else "every layer quantized"
         if self.met:
             return (f"within budget: {self.metric} {best.metric:.4f} vs float {self.baseline:.4f} "
-                    f"(drop {best.drop:.4f} <= {self.max_drop:.4f}), {kept}")
-        return (f"no tried configuration is within the {self.max_drop:.4f} budget ({len(self.steps)} tried, "
+                    f"(drop {budget.describe(best.drop)} <= {budget.describe()}), {kept}")
+        return (f"no tried configuration is within the {budget.describe()} budget ({len(self.steps)} tried, "
                 f"{self.search_evaluations} search evaluations); closest: {self.metric} {best.metric:.4f} vs float "
-                f"{self.baseline:.4f} (drop {best.drop:.4f}), {kept}")
+                f"{self.baseline:.4f} (drop {budget.describe(best.drop)}), {kept}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "baseline": self.baseline, "max_drop": self.max_drop, "met": self.met,
-                "chosen_step": self.chosen, "summary": self.summary(),
-                "search_evaluations": self.search_evaluations,
+        return {"metric": self.metric, "baseline": self.baseline, "max_drop": self.max_drop.to_dict(),
+                "max_drop_text": self.max_drop.describe(), "met": self.met, "chosen_step": self.chosen,
+                "summary": self.summary(), "search_evaluations": self.search_evaluations,
+                "evaluated_on": self.evaluated_on,
                 "steps": [s.to_dict() for s in self.steps], "found": [f.to_dict() for f in self.found]}
 
 
@@ -122,20 +127,26 @@ def locate_harmful(candidates: list[str], total_drop: float, drop_with_only: Cal
 
 def quantize_with_accuracy_control(
     model: str | os.PathLike[str], output: str | os.PathLike[str], config: StaticConfig,
-    calibration: CalibrationSet, validate: Callable[[Path], float], *, max_drop: float, max_steps: int = 8,
+    calibration: CalibrationSet, validate: Callable[[Path], float], *, max_drop: Budget | str, max_steps: int = 8,
     metric: str = "metric", probe: bool = True, probe_shape: tuple[int, ...] | None = None,
     runtimes: list[Runtime] | None = None, on_step: Callable[[AccuracyStep], None] | None = None,
-    search: Callable[[Path], float] | None = None,
+    search: Callable[[Path], float] | None = None, evaluated_on: str = "",
 ) -> tuple[Any, AccuracyReport]:
-    """Static int8 within `max_drop` of the float model's `validate(path)` score (higher is better; the library
-    owns the loop). Keeps at most `max_steps` layers in float. The group test that finds the next layer scores
-    candidates with `search(path)` (higher is better; only its ordering matters), by default the cosine of the
-    outputs against the float model on a few calibration inputs, which is much cheaper than a task metric.
+    """Static int8 within the `max_drop` Budget of the float model's `validate(path)` score (higher is better;
+    the library owns the loop): `Budget.parse("1%")` is relative to the float score, `Budget.parse("0.01abs")`
+    absolute in metric units (a string is parsed the same way). Keeps at most `max_steps` layers in float. The
+    group test that finds the next layer scores candidates with `search(path)` (higher is better; only its
+    ordering matters), by default the cosine of the outputs against the float model on a few calibration inputs,
+    which is much cheaper than a task metric. `evaluated_on` says what `validate` scores, for the report.
     Returns (QuantResult of the chosen configuration, AccuracyReport of every step)."""
     if not isinstance(config, StaticConfig):
         raise UsageError("accuracy-aware mode (--max-drop) works with static int8 only")
-    if not 0 <= max_drop < 1 or max_steps < 0:
-        raise UsageError(f"need 0 <= max_drop < 1 and max_steps >= 0 (got {max_drop}, {max_steps})")
+    budget = Budget.parse(max_drop) if isinstance(max_drop, str) else max_drop
+    if not isinstance(budget, Budget):
+        raise UsageError(f"max_drop takes a Budget, e.g. Budget.parse('1%') (relative) or Budget.parse('0.01abs') "
+                         f"(absolute) (got {max_drop!r})")
+    if max_steps < 0:
+        raise UsageError(f"max_steps must be >= 0 (got {max_steps})")
     started = time.perf_counter()
     source, output = check_output(model, output)
     baseline = float(validate(source))
@@ -157,7 +168,7 @@ def quantize_with_accuracy_control(
             t0 = time.perf_counter()
             path = workdir / f"step{len(steps)}.onnx"
             value = score(kept, path)
-            step = AccuracyStep(len(steps), kept, added, value, baseline - value, path.stat().st_size,
+            step = AccuracyStep(len(steps), kept, added, value, budget.drop(baseline, value), path.stat().st_size,
                                 time.perf_counter() - t0)
             steps.append(step)
             if on_step:
@@ -165,14 +176,14 @@ def quantize_with_accuracy_control(
             return step
 
         if search is None:
-            samples = calibration.tensors[:4]
+            samples = calibration.head(4)
 
             def search(path: Path) -> float:
                 return float(output_fidelity(prepared.path, path, samples)["cosine_mean"])
 
         step = attempt(tuple(config.exclude), None)
         found: list[HarmfulLayer] = []
-        if step.drop > max_drop and max_steps:
+        if not budget.allows(baseline, step.metric) and max_steps:
             qdq = workdir / "probe_qdq.onnx"
             if config.format == "qdq":
                 shutil.copyfile(workdir / "step0.onnx", qdq)
@@ -183,7 +194,7 @@ def quantize_with_accuracy_control(
             op_types = {n.name: n.op_type for n in onnx.load(str(prepared.path)).graph.node}
             kept = tuple(config.exclude)
             search_base = search(prepared.path)
-            while remaining and len(steps) <= max_steps and step.drop > max_drop:
+            while remaining and len(steps) <= max_steps and not budget.allows(baseline, step.metric):
 
                 def drop_with_only(group: list[str], kept: tuple[str, ...] = kept,
                                    remaining: list[str] = remaining) -> float:
@@ -201,10 +212,10 @@ def quantize_with_accuracy_control(
                 remaining = [n for n in remaining if n != name]
                 kept = (*kept, name)
                 step = attempt(kept, name)
-        within = [s for s in steps if s.drop <= max_drop]
+        within = [s for s in steps if budget.allows(baseline, s.metric)]
         chosen = within[0] if within else max(steps, key=lambda s: s.metric)
-        report = AccuracyReport(metric, baseline, max_drop, tuple(steps), chosen.step, bool(within), tuple(found),
-                                probes)
+        report = AccuracyReport(metric, baseline, budget, tuple(steps), chosen.step, bool(within), tuple(found),
+                                probes, evaluated_on)
         notes.append(report.summary())
         produced = workdir / f"step{chosen.step}.onnx"
         final = config.with_exclude(chosen.kept_float)
@@ -217,24 +228,26 @@ def quantize_with_accuracy_control(
 
 
 def task_validator(source: str | os.PathLike[str], task: str, dataset: Any, *,
-                   input_shape: tuple[int, ...] | None = None,
-                   runtime: Runtime | None = None) -> tuple[Callable[[Path], float], str]:
-    """(validate(path) -> the task's headline metric on `dataset`, metric name). The task is built once for the
-    float model (its preprocessing and zoo defaults), so candidates are scored exactly like the original; task
-    'fidelity' compares each candidate's outputs with the float model's."""
+                   input_shape: tuple[int, ...] | None = None, runtime: Runtime | None = None,
+                   task_options: dict[str, Any] | None = None,
+                   limit: int | None = None) -> tuple[Callable[[Path], float], str]:
+    """(validate(path) -> the task's headline metric on `dataset` (its first `limit` samples), metric name). The
+    task is built once for the float model (its preprocessing and zoo defaults, then `task_options`), so
+    candidates are scored exactly like the original; task 'fidelity' compares each candidate's outputs with the
+    float model's."""
     from ..evaluate import build_task, evaluate, load_eval_dataset
     from ..runtimes import make_runtime
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(task_options or {})
     if input_shape is not None and len(input_shape) == 4:
         options["input_size"] = (int(input_shape[2]), int(input_shape[3]))
     if task == "fidelity":
-        options["reference_model"] = str(source)
+        options.setdefault("reference_model", str(source))
     instance = build_task(task, source, **options)
     data = dataset if not isinstance(dataset, str | os.PathLike) else load_eval_dataset(dataset)
     runner = runtime or make_runtime("ort")
 
     def validate(path: Path) -> float:
-        return float(evaluate(path, runner, instance, data, progress=False).value)
+        return float(evaluate(path, runner, instance, data, limit=limit, progress=False).value)
 
     return validate, f"{task} {instance.metric}"

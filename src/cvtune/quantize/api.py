@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ..data.calibration import CalibrationSet, random_calibration
 from ..errors import UsageError
 from ..files import atomic_path, refuse_overwrite_of_input, write_json
 from ..model import Model, check_model_file, constants_to_initializers, load_onnx
 from ..probe import ProbeResult, probe_runtimes
 from ..runtimes import Runtime, make_runtime
-from .calibration import CalibrationSet
 from .config import DynamicConfig, Fp16Config, QuantConfig, StaticConfig
 from .graph import all_names, compact
 from .ortutil import check_loads
@@ -98,11 +98,9 @@ def finalize(source: Path, produced: Path, output: Path, config: QuantConfig, no
              accuracy: dict[str, Any] | None = None, started: float | None = None) -> QuantResult:
     """Compact `produced`, measure it, probe it, then write it to `output` with its sidecar (atomically)."""
     shape = probe_shape or default_probe_shape(source, config)
-    samples = calibration.tensors[:4] if calibration is not None else ()
+    samples = calibration.head(4) if calibration is not None else []
     if not samples:
-        from .calibration import random_calibration
-
-        samples = random_calibration(source, shape, n=2).tensors
+        samples = random_calibration(source, shape, n=2).tensors()
     notes = [*notes, _compact_file(source, produced, samples[0])]
     fidelity = output_fidelity(source, produced, samples)
     fidelity["inputs_from"] = calibration.source if calibration is not None else "random"
@@ -110,9 +108,8 @@ def finalize(source: Path, produced: Path, output: Path, config: QuantConfig, no
     extra = {k: v for k, v in details.items() if k not in ("settings", "quantized_nodes")}
     if probe:
         probes = tuple(probe_runtimes(produced, probe_runtimes_, shape))
-        if calibration is not None and calibration.tensors:
-            extra["agreement"] = runtime_agreement(produced, source, probes, calibration.tensors[0],
-                                                   produced.parent)
+        if calibration is not None and len(calibration):
+            extra["agreement"] = runtime_agreement(produced, source, probes, samples[0], produced.parent)
         if isinstance(config, Fp16Config):
             alt = probe_runtimes(source, [make_runtime("opencv", engine="classic", target="cpu_fp16")], shape)[0]
             extra["runtime_alternative"] = {"what": "float model on OpenCV's DNN_TARGET_CPU_FP16", **alt.to_dict()}
@@ -144,8 +141,8 @@ def quantize(model: str | os.PathLike[str], output: str | os.PathLike[str], conf
              calibration: CalibrationSet | None = None, probe: bool = True,
              probe_shape: tuple[int, ...] | None = None, runtimes: list[Runtime] | None = None) -> QuantResult:
     """Quantize `model` into `output` (+ `<output stem>.quant.json`). `config` defaults to static int8 QDQ, which
-    needs `calibration` (see load_calibration). `runtimes` are what the probe tries (default: every OpenCV
-    engine and ONNX Runtime)."""
+    needs `calibration` (see cvtune.data.calibration.calibration_set). `runtimes` are what the probe tries
+    (default: every OpenCV engine and ONNX Runtime)."""
     started = time.perf_counter()
     config = config or StaticConfig()
     source, output = check_output(model, output)

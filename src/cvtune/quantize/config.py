@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..data.calibration import CalibrationNeed
 from ..errors import UsageError
 from ..runtimes.devices import cpu_has_vnni
 
@@ -47,6 +48,9 @@ class StaticConfig:
     exclude: tuple[str, ...] = ()
 
     method = "static"
+    # What static int8 calibration needs by default (--calib-size overrides the count): ranges want a few dozen
+    # images like the deployed ones.
+    calibration_need = CalibrationNeed(count=64)
 
     def __post_init__(self) -> None:
         _choose(self.format, FORMATS, "quantization format")
@@ -128,15 +132,3 @@ class Fp16Config:
 
 QuantConfig = StaticConfig | DynamicConfig | Fp16Config
 
-
-def parse_drop(text: str | float) -> float:
-    """'1%' -> 0.01, '0.5%' -> 0.005, '0.01' -> 0.01: an absolute drop in the metric (metrics are fractions)."""
-    raw = str(text).strip()
-    try:
-        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise UsageError(f"bad --max-drop '{text}': give a percentage like 1% or a fraction like 0.01") from None
-    if not 0.0 <= value < 1.0:
-        hint = f"; did you mean {raw}%?" if not raw.endswith("%") and 1.0 <= value < 100.0 else ""
-        raise UsageError(f"--max-drop must be between 0% and 100% of the metric (got {text}){hint}")
-    return value

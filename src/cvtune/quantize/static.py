@@ -15,9 +15,9 @@ from pathlib import Path
 
 import onnx
 
+from ..data.calibration import CalibrationSet
 from ..errors import ModelError
 from ..model import constants_to_initializers, load_onnx
-from .calibration import CalibrationSet
 from .config import CALIBRATIONS, FORMATS, QTYPES, STATIC_WEIGHTED_OPS, StaticConfig
 from .graph import (
     PER_CHANNEL_MIN_OPSET,
@@ -109,7 +109,7 @@ def quantize_static_model(prepared: PreparedModel, output: Path, calibration: Ca
         run_quantize_static(prepared, output, calibration, cfg, cache=cache)
     except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises many types
         raise ModelError(f"ONNX Runtime's quantize_static failed on {prepared.path.name}: {first_line(exc)}") from None
-    sample = calibration.tensors[0]
+    sample = calibration.head(1)[0]
     error = check_loads(output, sample)
     if error and cfg.per_channel:
         retry = output.with_name(output.stem + ".nobias.onnx")

@@ -1,0 +1,335 @@
+"""The one calibration stream: the user's images, chosen, read and preprocessed the same way for every technique
+that calibrates (channel pruning, static int8, sensitivity, the search).
+
+- What a technique needs is data: `CalibrationNeed(count, max_side, split)`.
+- One sampling rule: `count` images spread evenly over the sorted dataset (deterministic, representative).
+- One preprocessing rule (`preprocessor`): the task's own `preprocess` for the model (`evaluate.build_task`), or,
+  without a task, the model's Preprocessing with a plain INTER_AREA resize to its input size. For fully
+  convolutional models a `max_side` need downscales the tensors, keeping the size multiple.
+- Tensors are produced lazily: iterating a `CalibrationSet` (or its ORT `reader()`) reads and preprocesses one image
+  at a time, so hundreds of 640x640 images are never all in memory; `tensors()` materializes them for the users
+  that need them all at once (least-squares reconstruction).
+
+    from cvtune.data.calibration import CalibrationNeed, calibration_set
+    calib = calibration_set("model.onnx", "images/", CalibrationNeed(count=64), task="textdet")
+    for tensor in calib: ...                      # one (1, C, H, W) float32 tensor at a time
+    quantize_static(..., calibration_data_reader=calib.reader())
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import DatasetError, UsageError
+from ..model import Model
+from .base import Dataset, Sample, read_image_or_warn
+
+__all__ = ["SPLITS", "CalibrationNeed", "CalibrationReader", "CalibrationSet", "ImageTensors", "NoiseTensors",
+           "calibration_set", "downscale", "preprocessor", "random_calibration", "spread"]
+
+# Which split of the user's data a technique reads. "calib": the calibration split, disjoint from evaluation.
+SPLITS = ("calib",)
+
+
+@dataclass(frozen=True)
+class CalibrationNeed:
+    """What a technique needs from the calibration data: `count` images; for fully convolutional models, tensors
+    downscaled so their longest side is at most `max_side` (None: the size the preprocessing gives); `split` names
+    the split of the user's data it reads."""
+
+    count: int
+    max_side: int | None = None
+    split: str = "calib"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int | np.integer) or self.count < 1:
+            raise UsageError(f"--calib-size must be a whole number >= 1 (got {self.count!r}): how many calibration "
+                             f"images to use, e.g. 16")
+        if self.max_side is not None and (isinstance(self.max_side, bool)
+                                          or not isinstance(self.max_side, int | np.integer) or self.max_side < 1):
+            raise UsageError(f"calibration max_side must be a positive number of pixels, e.g. 736, or None to keep "
+                             f"the preprocessed size (got {self.max_side!r})")
+        if self.split not in SPLITS:
+            raise UsageError(f"unknown calibration split '{self.split}'; choose one of: {', '.join(SPLITS)} "
+                             f"(calibration never reads the evaluation split)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": int(self.count), "max_side": self.max_side, "split": self.split}
+
+
+# ---------------------------------------------------------------------------------------------- tensor sources
+
+
+class Tensors(Protocol):
+    """What a CalibrationSet holds: a sized collection of (1, C, H, W) float32 tensors that can be iterated again
+    and again (a tuple of ready tensors, or a lazy view that preprocesses on iteration)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+
+class ImageTensors:
+    """Images preprocessed on iteration, one at a time: nothing is cached, so memory holds one image and one
+    tensor whatever the count. Remembers the tensor shapes of its last complete pass (for the sidecar)."""
+
+    def __init__(self, paths: Sequence[Path], preprocess: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.paths = tuple(paths)
+        self.preprocess = preprocess
+        self._shapes: tuple[tuple[int, ...], ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        shapes: set[tuple[int, ...]] = set()
+        for path in self.paths:
+            image = read_image_or_warn(path)  # readable when the set was made; warned about if not any more
+            if image is None:
+                continue
+            tensor = self.preprocess(image)
+            del image
+            shapes.add(tuple(tensor.shape))
+            yield tensor
+            del tensor  # hold nothing while the consumer works on the next one
+        self._shapes = tuple(sorted(shapes))
+
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        if self._shapes is None:
+            for _ in self:  # one streaming pass
+                pass
+        return self._shapes or ()
+
+
+class NoiseTensors:
+    """`n` seeded uniform [-1, 1) tensors, the same ones on every iteration."""
+
+    def __init__(self, shape: tuple[int, ...], n: int, seed: int) -> None:
+        self.shape, self.n, self.seed = tuple(int(d) for d in shape), n, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        for _ in range(self.n):
+            yield rng.random(self.shape, dtype=np.float32) * 2 - 1
+
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        return (self.shape,) if self.n else ()
+
+
+class CalibrationReader:
+    """ONNX Runtime's CalibrationDataReader protocol (get_next / rewind), duck-typed so importing cvtune does not
+    import ORT. Streams: each get_next() produces the next tensor and holds no earlier one."""
+
+    def __init__(self, input_name: str, tensors: Tensors) -> None:
+        self.input_name = input_name
+        self.tensors = tensors
+        self._iterator: Iterator[np.ndarray] | None = None
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._iterator is None:
+            self._iterator = iter(self.tensors)
+        tensor = next(self._iterator, None)
+        return None if tensor is None else {self.input_name: tensor}
+
+    def rewind(self) -> None:
+        self._iterator = None
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        self.rewind()
+        return iter(self.get_next, None)
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationSet:
+    """Calibration tensors for one model input, and where they came from. `stream` is any sized, re-iterable
+    collection of (1, C, H, W) float32 tensors: an ImageTensors view for images (read lazily), or a tuple of ready
+    tensors. Iterate it for one tensor at a time; `reader()` for ORT; `tensors()` to hold them all."""
+
+    input_name: str
+    stream: Tensors
+    source: str
+    task: str | None = None
+    skipped: int = 0
+    need: CalibrationNeed | None = None
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.stream)
+
+    def reader(self) -> CalibrationReader:
+        return CalibrationReader(self.input_name, self.stream)
+
+    def tensors(self) -> list[np.ndarray]:
+        """Every tensor in memory at once (for least-squares reconstruction, which revisits them per layer)."""
+        return list(self.stream)
+
+    def head(self, n: int) -> list[np.ndarray]:
+        """The first `n` tensors (a few inputs for fidelity checks), reading only those."""
+        return list(itertools.islice(self.stream, n))
+
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        shapes = getattr(self.stream, "shapes", None)
+        if callable(shapes):
+            return tuple(shapes())
+        return tuple(sorted({tuple(t.shape) for t in self.stream}))
+
+    def to_dict(self) -> dict[str, Any]:
+        shapes = ["x".join(map(str, s)) for s in self.shapes()]
+        return {"source": self.source, "images": len(self), "task": self.task, "skipped": self.skipped,
+                "need": self.need.to_dict() if self.need else None,
+                "shapes": shapes[:8] + ([f"... {len(shapes) - 8} more"] if len(shapes) > 8 else [])}
+
+
+# ---------------------------------------------------------------------------------------------- the rules
+
+
+def spread(dataset: Dataset, count: int) -> Dataset:
+    """At most `count` samples spread evenly over the (sorted) dataset: deterministic and representative."""
+    if count < 1:
+        raise UsageError(f"--calib-size must be >= 1 (got {count})")
+    n = len(dataset.samples)
+    if n <= count:
+        return dataset
+    return dataset.subset(sorted({int(i) for i in np.linspace(0, n - 1, count).round()}))
+
+
+def downscale(tensor: np.ndarray, max_side: int, multiple: int) -> np.ndarray:
+    """A (1, C, H, W) tensor resized (area interpolation) so its longest side is at most `max_side`, each side
+    rounded to a multiple of `multiple` (and at least one multiple)."""
+    import cv2
+
+    h, w = tensor.shape[2:4]
+    ratio = max_side / max(h, w)
+    if ratio >= 1:
+        return tensor
+    multiple = max(1, int(multiple))
+    nh = max(multiple, int(round(h * ratio / multiple)) * multiple)
+    nw = max(multiple, int(round(w * ratio / multiple)) * multiple)
+    hwc = np.ascontiguousarray(tensor[0].transpose(1, 2, 0))
+    out = cv2.resize(hwc, (nw, nh), interpolation=cv2.INTER_AREA)
+    out = out[..., None] if out.ndim == 2 else out
+    return np.ascontiguousarray(out.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def preprocessor(model: str | os.PathLike[str] | Model, *, task: str | None = None,
+                 task_options: dict[str, Any] | None = None, input_shape: tuple[int, ...] | None = None,
+                 max_side: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """BGR uint8 image -> (1, C, H, W) float32 tensor, the one rule every calibration uses: the task's own
+    preprocessing for this model (`evaluate.build_task`, at `input_shape`'s H x W when given), or without a task
+    the model's Preprocessing with a plain INTER_AREA resize to `input_shape` / its default input shape. With
+    `max_side`, tensors of a fully convolutional model (dynamic H and W, no fixed size anywhere) are downscaled so
+    the longest side is at most `max_side`, keeping the preprocessing's size multiple."""
+    import cv2
+
+    model = model if isinstance(model, Model) else Model.load(model)
+    model_path = Path(model.path)
+    if input_shape is not None and len(input_shape) != 4:
+        raise UsageError(f"--input-shape needs 4 dims NxCxHxW for image calibration, e.g. 1x3x640x640 "
+                         f"(got {'x'.join(map(str, input_shape))})")
+    options = dict(task_options or {})
+    if task is not None:
+        from ..evaluate import build_task
+
+        if input_shape is not None:
+            options["input_size"] = (int(input_shape[2]), int(input_shape[3]))
+        if task == "fidelity":
+            options.setdefault("reference_model", str(model_path))
+        instance = build_task(task, model_path, **options)
+        preprocessing = instance.preprocessing
+
+        def base(image: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(instance.preprocess(image)[0], dtype=np.float32)
+    else:
+        from ..tasks.common import normalize
+
+        preprocessing = model.preprocessing
+        shape = tuple(input_shape) if input_shape is not None else model.default_input_shape()
+        if len(shape) != 4:
+            raise UsageError(f"image calibration needs a 4-D image input (N, C, H, W); the model's input is "
+                             f"{list(shape)}: give --input-shape NxCxHxW")
+        nhwc = preprocessing.layout.upper() == "NHWC"
+        height, width = (int(shape[1]), int(shape[2])) if nhwc else (int(shape[2]), int(shape[3]))
+
+        def base(image: np.ndarray) -> np.ndarray:
+            resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+            return np.ascontiguousarray(normalize(resized, preprocessing), dtype=np.float32)
+
+    fixed_size = input_shape is not None or options.get("input_size") or preprocessing.input_size
+    fully_convolutional = {2, 3} <= set(model.inputs[0].dynamic_dims) and not fixed_size
+    if max_side is None or not fully_convolutional or preprocessing.layout.upper() == "NHWC":
+        return base
+    multiple = max(1, preprocessing.size_multiple)
+    return lambda image: downscale(base(image), max_side, multiple)
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+
+
+def _as_dataset(images: str | os.PathLike[str] | Dataset | Sequence[str | os.PathLike[str]]) -> Dataset:
+    from .loaders import load_images
+
+    if isinstance(images, Dataset):
+        return images
+    if isinstance(images, str | os.PathLike):
+        path = Path(images)
+        if not path.exists():
+            raise DatasetError(f"calibration folder {path} does not exist; point --calib at a folder of images "
+                               f"like the ones the model will see")
+        return load_images(path)
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise DatasetError("no calibration images given; point --calib at a folder of images like the ones the "
+                           "model will see")
+    root = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    return Dataset("images", root, [Sample(p) for p in paths])
+
+
+def calibration_set(model_path: str | os.PathLike[str],
+                    images: str | os.PathLike[str] | Dataset | Sequence[str | os.PathLike[str]],
+                    need: CalibrationNeed, *, task: str | None = None, task_options: dict[str, Any] | None = None,
+                    input_shape: tuple[int, ...] | None = None) -> CalibrationSet:
+    """`need.count` images spread over `images` (a folder, a loaded Dataset, e.g. the calibration split, or a
+    list of image files), preprocessed by `preprocessor` on demand. Every chosen image is decoded once here (and
+    dropped) so unreadable ones are skipped with a warning and counted now; none readable is a DatasetError."""
+    from .loaders import iter_images
+
+    if not isinstance(need, CalibrationNeed):
+        raise UsageError(f"calibration_set takes a CalibrationNeed, e.g. CalibrationNeed(count=16) "
+                         f"(got {type(need).__name__})")
+    model = Model.load(model_path)
+    dataset = _as_dataset(images)
+    chosen = spread(dataset, need.count)
+    preprocess = preprocessor(model, task=task, task_options=task_options, input_shape=input_shape,
+                              max_side=need.max_side)
+    before = len(chosen.skipped)
+    readable = [sample.path for sample, _ in iter_images(chosen)]  # decode, check, drop: nothing is kept
+    skipped = len(chosen.skipped) - before
+    if not readable:
+        raise DatasetError(f"no calibration images could be read from {dataset.root}; point --calib at a folder "
+                           f"of images like the ones the model will see")
+    return CalibrationSet(model.inputs[0].name, ImageTensors(readable, preprocess), str(dataset.root), task, skipped,
+                          need)
+
+
+def random_calibration(model_path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = None, *,
+                       n: int = 4, seed: int = 0) -> CalibrationSet:
+    """Uniform [-1, 1) tensors: only for checks and tests that have no images (ranges from noise are not what a
+    deployed model should use)."""
+    model = Model.load(model_path)
+    shape = tuple(input_shape) if input_shape else model.default_input_shape()
+    return CalibrationSet(model.inputs[0].name, NoiseTensors(shape, n, seed), "random", None, 0)
