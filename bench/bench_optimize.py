@@ -42,17 +42,17 @@ def main() -> None:
         started = time.perf_counter()
         result = optimize(config)
         seconds = time.perf_counter() - started
-        rows = [(r["rung"], r["status"]) for r in (result.baseline_final, result.best_final) if r]
+        rows = [(t.rung, t.status) for t in (result.baseline_final, result.best_final) if t]
     table = Table(title=f"bench_optimize: ppocr-det, {n_images} synthetic images, preset {preset}, "
                         f"budget {budget:.0f} s (2 busy cores: timings are noisy)")
     for col in ("", "configuration", "p50 ms", "hmean", "ratio vs baseline"):
         table.add_column(col, justify="left" if col in ("", "configuration") else "right")
     base, best = result.baseline, result.best
     if base and result.baseline_final:
-        table.add_row("baseline", base["label"], f"{result.baseline_final['p50_ms']:.1f}", f"{base['metric']:.4f}",
+        table.add_row("baseline", base.label, f"{result.baseline_final.p50_ms:.1f}", f"{base.metric_value:.4f}",
                       "1.00x")
     if best and result.best_final:
-        table.add_row("chosen", best["label"], f"{result.best_final['p50_ms']:.1f}", f"{best['metric']:.4f}",
+        table.add_row("chosen", best.label, f"{result.best_final.p50_ms:.1f}", f"{best.metric_value:.4f}",
                       f"{result.speedup:.2f}x")
     console.print(table)
     drop = result.drop if result.drop is not None else float("nan")

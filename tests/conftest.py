@@ -111,8 +111,7 @@ def small_search_config(out: Path, model: Path, data: Path, **overrides):
     from cvtune.search import OptimizeConfig, SpaceConfig
 
     space = overrides.pop("space", None) or SpaceConfig(runtimes=("opencv", "ort"), opencv_engines=("new",),
-                                                        threads=(1,), simplify=(False,), prune_ratios=(0.0,),
-                                                        quant=("none",))
+                                                        threads=(1,), transforms=())
     return OptimizeConfig(model=model, task="fidelity", data=data, out=out, space=space, screen_images=2,
                           final_min_time_s=0.3, **overrides)
 
@@ -123,6 +122,7 @@ def optimize_run(tmp_path_factory, cls_model: Path, tiny_image_dir: Path):
     trial timeout 8 s): (config, result)."""
     import os
 
+    from cvtune.report import write_report
     from cvtune.search import SpaceConfig, optimize
     from cvtune.search.space import TEST_HOOKS_ENV
 
@@ -130,10 +130,11 @@ def optimize_run(tmp_path_factory, cls_model: Path, tiny_image_dir: Path):
     previous = os.environ.get(TEST_HOOKS_ENV)
     os.environ[TEST_HOOKS_ENV] = "1"
     try:
-        space = SpaceConfig(runtimes=("opencv", "ort"), opencv_engines=("new",), threads=(1,), simplify=(False,),
-                            prune_ratios=(0.0,), quant=("none",), debug=("abort", "hang"))
+        space = SpaceConfig(runtimes=("opencv", "ort"), opencv_engines=("new",), threads=(1,), transforms=(),
+                            debug=("abort", "hang"))
         config = small_search_config(out, cls_model, tiny_image_dir, space=space, trial_timeout_s=8)
         result = optimize(config)
+        result.report = write_report(config.out)
     finally:
         if previous is None:
             os.environ.pop(TEST_HOOKS_ENV, None)

@@ -11,16 +11,19 @@ from pathlib import Path
 import pytest
 
 from cvtune.cli import run_cli
+from cvtune.passes import pass_choice
 from cvtune.report import RunData, render_html, render_markdown
 from cvtune.report.findings import compute_findings, failure_findings
+from cvtune.runtimes import runtime_from_dict
+from cvtune.search import Candidate, Measurement, MetricResult, Trial
 
 
-def _trial(key, label, runtime, p50, metric, *, quant="none", status="ok", error="", rung="screen", threads=1):
-    return {"id": 0, "key": key, "rung": rung, "label": label, "status": status, "error": error, "p50_ms": p50,
-            "p90_ms": p50, "throughput_ips": 1000 / p50 if p50 else None, "size_bytes": 1000, "metric": metric,
-            "metric_name": "hmean", "n_images": 4, "seconds": 1.0, "details": {},
-            "candidate": {"transforms": {"quant": quant}, "runtime": {**runtime, "threads": threads},
-                          "batch": 1, "instances": 1}}
+def _trial(runtime, p50, metric, *, quant="none", status="ok", error="", rung="screen", threads=1) -> Trial:
+    passes = () if quant == "none" else (pass_choice(quant),)
+    ok = status == "ok"
+    return Trial(Candidate(passes, runtime_from_dict({**runtime, "threads": threads})), rung, status, error,
+                 timing=Measurement(p50, p50, p50, 1000 / p50) if ok else None,
+                 metric=MetricResult("hmean", metric, n_images=4) if ok else None, size_bytes=1000, seconds=1.0)
 
 
 OPENCV = {"runtime": "opencv", "engine": "new", "target": "cpu"}
@@ -29,29 +32,30 @@ ORT = {"runtime": "ort", "provider": "cpu"}
 
 
 def test_findings_compare_candidates_that_differ_in_one_setting():
-    rows = [_trial("a", "cv", OPENCV, 100.0, 0.90), _trial("b", "ort", ORT, 50.0, 0.90),
-            _trial("c", "classic fp32", CLASSIC, 200.0, 0.90), _trial("d", "classic int8", CLASSIC, 260.0, 0.89,
-                                                                       quant="int8-qoperator")]
-    texts = [f.text for f in compute_findings(rows)]
+    trials = [_trial(OPENCV, 100.0, 0.90), _trial(ORT, 50.0, 0.90), _trial(CLASSIC, 200.0, 0.90),
+              _trial(CLASSIC, 260.0, 0.89, quant="int8-qoperator")]
+    texts = [f.text for f in compute_findings(trials)]
     assert any(t.startswith("ONNX Runtime was 2.00x faster than OpenCV new engine") for t in texts)
     assert any(t.startswith("int8-qoperator was 1.30x slower than fp32 on OpenCV classic engine") for t in texts)
-    assert not compute_findings(rows[:1])
+    assert not compute_findings(trials[:1])
 
 
 def test_failures_are_grouped_by_reason():
-    rows = [_trial("x", "a", ORT, None, None, status="failed", error="crashed with SIGSEGV"),
-            _trial("y", "b", ORT, None, None, status="failed", error="crashed with SIGSEGV"),
-            _trial("z", "c", CLASSIC, None, None, status="ruled_out", error="ruled out by probe: no QLinearConv")]
-    lines = failure_findings(rows)
+    trials = [_trial(ORT, None, None, status="failed", error="crashed with SIGSEGV"),
+              _trial(ORT, None, None, status="failed", error="crashed with SIGSEGV", threads=2),
+              _trial(CLASSIC, None, None, status="ruled_out", error="ruled out by probe: no QLinearConv")]
+    lines = failure_findings(trials)
     assert lines[0].startswith("2 candidates failed: crashed with SIGSEGV") and "ruled out" in lines[1]
 
 
 def test_strings_from_models_and_trials_are_escaped(tmp_path):
     hostile = '<script>alert("x")</script>'
-    rows = [_trial("a", hostile, OPENCV, 10.0, 0.9, rung="full"), _trial("b", "ok", ORT, 5.0, 0.9, rung="full")]
+    trials = [_trial(OPENCV, 10.0, 0.9, rung="full"), _trial(ORT, 5.0, 0.9, rung="full"),
+              _trial(ORT, 5.0, 0.9, rung="full", status="failed", error=hostile, threads=2)]
     run = RunData(out=tmp_path, config={"model": hostile, "budget": {"value": 0.01, "relative": True}},
-                  result={"baseline": rows[0], "best": rows[1], "met_budget": True, "front": ["b"]},
-                  facts={"model_name": hostile}, machine={}, trials=rows)
+                  result={"baseline": trials[0].to_dict(), "best": trials[1].to_dict(), "met_budget": True,
+                          "front": [trials[1].key]},
+                  facts={"model_name": hostile}, machine={}, trials=trials)
     html = render_html(run)
     assert hostile not in html and "&lt;script&gt;" in html
     assert hostile.replace("|", "\\|") in render_markdown(run)  # markdown is text: shown as written

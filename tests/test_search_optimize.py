@@ -18,14 +18,14 @@ import pytest
 
 from cvtune.cli import run_cli
 from cvtune.runtimes import runtime_from_dict
-from cvtune.search import optimize
+from cvtune.search import Trial, optimize
 from cvtune.search.store import Store
 
 DEPLOY_KEYS = {"model", "runtime", "task", "task_options", "input_size", "batch", "instances", "preprocessing",
-               "expected"}
+               "preprocessing_source", "transforms", "expected"}
 
 
-def _rows(out: Path) -> list[dict]:
+def _rows(out: Path) -> list[Trial]:
     with Store.open(out, create=False) as store:
         return store.trials()
 
@@ -33,11 +33,11 @@ def _rows(out: Path) -> list[dict]:
 def test_a_crashing_candidate_is_recorded_failed_and_the_search_finishes(optimize_run):
     config, result = optimize_run
     rows = _rows(config.out)
-    crashed = [r for r in rows if r["candidate"]["transforms"].get("debug") == "abort"]
-    assert len(crashed) == 1 and crashed[0]["status"] == "failed" and "SIGABRT" in crashed[0]["error"]
-    assert result.baseline["label"].startswith("opencv:auto") and result.best is not None
-    assert result.baseline_final["rung"] == result.best_final["rung"] == f"final:{result.best['key']}"
-    assert result.speedup == pytest.approx(result.baseline_final["p50_ms"] / result.best_final["p50_ms"])
+    crashed = [t for t in rows if t.candidate.debug == "abort"]
+    assert len(crashed) == 1 and crashed[0].status == "failed" and "SIGABRT" in crashed[0].error
+    assert result.baseline.label.startswith("opencv:auto") and result.best is not None
+    assert result.baseline_final.rung == result.best_final.rung == f"final:{result.best.key}"
+    assert result.speedup == pytest.approx(result.baseline_final.p50_ms / result.best_final.p50_ms)
     assert result.met_budget and result.drop <= config.budget.value
     assert "SIGABRT" in (config.out / "report.html").read_text()
 
@@ -47,8 +47,10 @@ def test_the_chosen_candidate_is_exported_and_runs(optimize_run):
     best = config.out / "best"
     deploy = json.loads((best / "deploy.json").read_text())
     assert set(deploy) == DEPLOY_KEYS and deploy["model"] == "model.onnx" and deploy["task"] == "fidelity"
-    assert deploy["expected"]["p50_ms"] == pytest.approx(result.best_final["p50_ms"])
-    assert deploy["expected"]["metric"]["value"] == pytest.approx(result.best["metric"])
+    assert deploy["expected"]["p50_ms"] == pytest.approx(result.best_final.p50_ms)
+    assert deploy["expected"]["metric"]["value"] == pytest.approx(result.best.metric.value)
+    assert deploy["transforms"] == [{"pass": p.name, "description": p.describe(), "settings": p.settings()}
+                                    for p in result.best.candidate.passes]
     session = runtime_from_dict(deploy["runtime"]).open(best / deploy["model"])
     assert session.run(np.zeros((1, 3, 48, 192), np.float32))[0].shape == (1, 2)
     deploy_module = pytest.importorskip("cvtune.deploy")
@@ -58,10 +60,10 @@ def test_the_chosen_candidate_is_exported_and_runs(optimize_run):
 
 def test_rerunning_resumes_and_measures_nothing_again(optimize_run, cls_model):
     config, _ = optimize_run
-    before = {(r["key"], r["rung"]): (r["id"], r["finished"]) for r in _rows(config.out)}
+    before = {(t.key, t.rung): t.finished for t in _rows(config.out)}
     digest = hashlib.sha256(cls_model.read_bytes()).hexdigest()
     result = optimize(config)
-    after = {(r["key"], r["rung"]): (r["id"], r["finished"]) for r in _rows(config.out)}
+    after = {(t.key, t.rung): t.finished for t in _rows(config.out)}
     assert result.resumed and after == before
     assert hashlib.sha256(cls_model.read_bytes()).hexdigest() == digest  # the user's model is never touched
 
@@ -89,14 +91,13 @@ def test_sigkill_mid_search_then_resume_keeps_every_finished_trial_once(tmp_path
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the search finished before it could be killed"
-    before = {(r["key"], r["rung"]): (r["id"], r["finished"]) for r in _rows(out)}
+    before = {(t.key, t.rung): t.finished for t in _rows(out)}
     assert len(before) >= 2
     assert run_cli(args) == 0
     rows = _rows(out)
-    after = [(r["key"], r["rung"]) for r in rows]
+    after = [(t.key, t.rung) for t in rows]
     assert len(after) == len(set(after))  # nothing measured twice
-    assert {(r["key"], r["rung"]): (r["id"], r["finished"]) for r in rows if (r["key"], r["rung"]) in before} \
-        == before
+    assert {(t.key, t.rung): t.finished for t in rows if (t.key, t.rung) in before} == before
     assert len(rows) > len(before) and (out / "best" / "deploy.json").is_file() and (out / "report.html").is_file()
 
 
@@ -128,7 +129,8 @@ def test_ctrl_c_stops_after_committing_and_the_cli_says_how_to_resume(tmp_path, 
 @pytest.mark.parametrize("extra,message", [
     (["--max-drop", "lots"], "cannot read --max-drop"),
     (["--max-drop", "150%"], "--max-drop must be in"),
-    (["--budget", "soon"], "cannot read duration"),
+    (["--time", "soon"], "cannot read duration"),
+    (["--quant", "int4"], "unknown technique 'int4'"),
     (["--objective", "speed"], "unknown objective"),
     (["--task", "poetry"], "unknown task"),
     (["--runtimes", "tensorflow"], "unknown runtime"),
@@ -174,16 +176,15 @@ def test_large_spaces_are_sampled_with_seeded_optuna_and_resume(tmp_path, cls_mo
     config = small_search_config(tmp_path / "run", cls_model, tiny_image_dir, enumerate_limit=1, max_trials=2)
     result = optimize(config)
     assert result.strategy == "optuna-tpe" and result.best is not None
-    screened = [r for r in _rows(config.out) if r["rung"] == "screen"]
+    screened = [t for t in _rows(config.out) if t.rung == "screen"]
     assert 2 <= len(screened) <= 3  # the baseline + at most max_trials candidates
-    before = {(r["key"], r["rung"]) for r in _rows(config.out)}
-    assert optimize(config).resumed and {(r["key"], r["rung"]) for r in _rows(config.out)} == before
-
+    before = {(t.key, t.rung) for t in _rows(config.out)}
+    assert optimize(config).resumed and {(t.key, t.rung) for t in _rows(config.out)} == before
 
 
 def test_a_hanging_candidate_times_out_and_the_search_goes_on(optimize_run):
     config, result = optimize_run
-    hung = [r for r in _rows(config.out) if r["candidate"]["transforms"].get("debug") == "hang"]
-    assert len(hung) == 1 and hung[0]["status"] == "failed"
-    assert f"timed out after {config.trial_timeout_s:.0f} s" in hung[0]["error"]
-    assert result.best is not None and not result.best["candidate"]["transforms"].get("debug")
+    hung = [t for t in _rows(config.out) if t.candidate.debug == "hang"]
+    assert len(hung) == 1 and hung[0].status == "failed"
+    assert f"timed out after {config.trial_timeout_s:.0f} s" in hung[0].error
+    assert result.best is not None and not result.best.candidate.debug

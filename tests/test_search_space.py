@@ -5,43 +5,61 @@ from __future__ import annotations
 import pytest
 
 from cvtune.errors import UsageError
+from cvtune.passes import ChannelPrune, Int8Static, Simplify, Sparsify, pass_choice
 from cvtune.runtimes import make_runtime
-from cvtune.search import Budget, Candidate, SpaceConfig, Transforms, build_space, pareto_front, parse_duration
-from cvtune.search.space import TEST_HOOKS_ENV, ModelFacts, input_sizes, scaled_task_options
+from cvtune.search import Budget, Candidate, SpaceConfig, build_space, pareto_front, parse_duration
+from cvtune.search.space import TEST_HOOKS_ENV, ModelFacts, input_sizes, scaled_task_options, slot_choices
 
 FACTS = ModelFacts(representative_size=(736, 992), resizable=True, size_multiple=32, dynamic_batch=True)
-ALL = {"simplify": True, "prune": True, "sparsify": True, "quantize": True, "input_size": True}
+
+
+def space(**fields) -> SpaceConfig:
+    """A small space on ONNX Runtime with one thread; `fields` replace the rest."""
+    return SpaceConfig(**{"runtimes": ("ort",), "threads": (1,), "input_scales": (1.0,), "transforms": (),
+                          **fields})
 
 
 def test_candidate_round_trips_through_json_with_a_stable_key():
-    cand = Candidate(Transforms(simplify=True, prune_ratio=0.25, input_size=(544, 736)),
-                     make_runtime("ort", threads=2))
+    cand = Candidate((Simplify(), ChannelPrune(0.25)), make_runtime("ort", threads=2), input_size=(544, 736))
     again = Candidate.from_dict(cand.to_dict())
     assert again == cand and hash(again) == hash(cand) and again.key() == cand.key()
-    assert Candidate(cand.transforms, make_runtime("ort", threads=1)).key() != cand.key()
+    assert Candidate(cand.passes, make_runtime("ort", threads=1), input_size=(544, 736)).key() != cand.key()
+    assert [p.name for p in cand.passes] == ["channel_prune", "simplify"]  # build order, whatever the given order
 
 
 def test_threads_share_a_metric_but_runtimes_do_not():
-    t = Transforms(input_scale=0.75)
-    ort1, ort2 = Candidate(t, make_runtime("ort", threads=1)), Candidate(t, make_runtime("ort", threads=2))
-    cv = Candidate(t, make_runtime("opencv", engine="new", threads=1))
+    ort1 = Candidate(runtime=make_runtime("ort", threads=1), input_scale=0.75)
+    ort2 = Candidate(runtime=make_runtime("ort", threads=2), input_scale=0.75)
+    cv = Candidate(runtime=make_runtime("opencv", engine="new", threads=1), input_scale=0.75)
     assert ort1.metric_key("src") == ort2.metric_key("src")
     assert cv.metric_key("src") != ort1.metric_key("src")
-    assert Candidate(Transforms(), make_runtime("ort", threads=1)).metric_key("src") != ort1.metric_key("src")
+    assert Candidate(runtime=make_runtime("ort", threads=1)).metric_key("src") != ort1.metric_key("src")
 
 
 def test_input_size_names_a_new_model_only_when_shapes_are_made_static():
-    assert Transforms(input_size=(320, 320)).model_key("s") == Transforms().model_key("s")
-    static = Transforms(simplify=True, input_size=(320, 320))
-    assert static.static and static.model_key("s") != Transforms(simplify=True).model_key("s")
-    assert Transforms(prune_ratio=0.0, prune_importance="bn") == Transforms()  # importance is moot without pruning
+    assert Candidate(input_size=(320, 320)).model_key("s") == Candidate().model_key("s")
+    static = Candidate((Simplify(),), input_size=(320, 320))
+    assert static.static and static.model_key("s") != Candidate((Simplify(),)).model_key("s")
 
 
-@pytest.mark.parametrize("bad", [dict(prune_ratio=1.0), dict(quant="int4"), dict(sparsity=-0.1),
-                                 dict(input_scale=0.01), dict(input_size=(320, 320), input_scale=0.5)])
-def test_transforms_refuse_impossible_values(bad):
+@pytest.mark.parametrize("make", [lambda: ChannelPrune(1.0), lambda: ChannelPrune(0.3, importance="luck"),
+                                  lambda: Sparsify(-0.1), lambda: Int8Static(format="int4"),
+                                  lambda: Candidate(input_scale=0.01),
+                                  lambda: Candidate(input_size=(320, 320), input_scale=0.5),
+                                  lambda: Candidate((Int8Static(), pass_choice("fp16")))])
+def test_passes_and_candidates_refuse_impossible_values(make):
     with pytest.raises(UsageError):
-        Transforms(**bad)
+        make()
+
+
+def test_cli_names_choose_registered_passes():
+    assert pass_choice("int8-qdq") == Int8Static(format="qdq")
+    assert pass_choice("none") is None
+    assert pass_choice("channel_prune:ratio=0.4,importance=bn") == ChannelPrune(0.4, importance="bn")
+    assert slot_choices("prune", "0,0.3", like=ChannelPrune(0.2, "activation")) == \
+        (None, ChannelPrune(0.3, "activation"))
+    with pytest.raises(UsageError, match="choose one of"):
+        pass_choice("int4")
 
 
 @pytest.mark.parametrize("text,value,relative", [("1%", 0.01, True), ("0.5 %", 0.005, True),
@@ -75,38 +93,32 @@ def test_bad_durations(text):
         parse_duration(text)
 
 
-def test_space_leaves_out_techniques_whose_module_is_missing():
-    config = SpaceConfig(runtimes=("ort",), threads=(1,), input_scales=(1.0,), simplify=(False,),
-                         prune_ratios=(0.0, 0.25), quant=("none", "int8-qdq"))
-    with_all = build_space(config, FACTS, techniques=ALL)
-    without = build_space(config, FACTS, techniques={**ALL, "prune": False, "quantize": False})
-    assert len(with_all) == 2 * 2 * 2  # (task resize, 736x992 fixed) x prune x quant
-    assert all(c.transforms.prune_ratio == 0 and c.transforms.quant == "none" for c in without)
-    assert len({c.key() for c in with_all}) == len(with_all)
+def test_space_is_the_product_of_the_slots_it_lists():
+    config = space(transforms=(("prune", (None, ChannelPrune(0.25))), ("precision", (None, Int8Static("qdq")))))
+    candidates = build_space(config, FACTS)
+    assert len(candidates) == 2 * 2 * 2  # (task resize, 736x992 fixed) x prune x precision
+    assert len({c.key() for c in candidates}) == len(candidates)
+    assert {len(c.passes) for c in candidates} == {0, 1, 2}
 
 
 def test_sparsity_only_enters_for_the_size_objective():
-    config = SpaceConfig(runtimes=("ort",), threads=(1,), input_scales=(1.0,), simplify=(False,),
-                         prune_ratios=(0.0,), quant=("none",), sparsity=(0.0, 0.5))
-    assert {c.transforms.sparsity for c in build_space(config, FACTS, techniques=ALL)} == {0.0}
-    assert {c.transforms.sparsity for c in build_space(config, FACTS, techniques=ALL, objective="size")} == {0.0, 0.5}
+    config = space(transforms=(("sparsify", (None, Sparsify(0.5))),))
+    assert {c.pass_in("sparsify") for c in build_space(config, FACTS)} == {None}
+    assert {c.pass_in("sparsify") for c in build_space(config, FACTS, objective="size")} == {None, Sparsify(0.5)}
 
 
 def test_static_models_never_get_a_bigger_batch():
-    config = SpaceConfig(runtimes=("ort",), threads=(1,), input_scales=(1.0,), simplify=(False, True),
-                         prune_ratios=(0.0,), quant=("none",), batches=(1, 4), keep_task_resize=False)
-    space = build_space(config, FACTS, techniques=ALL)
-    assert space and not any(c.transforms.static and c.batch > 1 for c in space)
+    config = space(transforms=(("simplify", (None, Simplify())),), batches=(1, 4), keep_task_resize=False)
+    candidates = build_space(config, FACTS)
+    assert any(c.static for c in candidates) and not any(c.static and c.batch > 1 for c in candidates)
 
 
 def test_fixed_sizes_are_multiples_of_the_model_stride_and_scales_keep_aspect():
     sizes = input_sizes(SpaceConfig(input_scales=(1.0, 0.75, 0.5)), FACTS)
     assert sizes[0] is None and all(h % 32 == 0 and w % 32 == 0 for h, w in sizes[1:])
     scalable = ModelFacts((736, 992), True, 32, True, scalable=True)
-    space = build_space(SpaceConfig(runtimes=("ort",), threads=(1,), input_scales=(1.0, 0.5), simplify=(False,),
-                                    prune_ratios=(0.0,), quant=("none",)), scalable, techniques=ALL)
-    assert {c.transforms.input_scale for c in space} == {1.0, 0.5} and all(c.transforms.input_size is None
-                                                                           for c in space)
+    candidates = build_space(space(input_scales=(1.0, 0.5)), scalable)
+    assert {c.input_scale for c in candidates} == {1.0, 0.5} and all(c.input_size is None for c in candidates)
     assert scaled_task_options("textdet", {}, 736, 0.5) == {"limit_side_len": 368}
     assert scaled_task_options("classify", {"x": 1}, None, 0.5) == {"x": 1}
 
@@ -116,8 +128,12 @@ def test_debug_hooks_need_the_test_environment(monkeypatch):
     with pytest.raises(UsageError, match=TEST_HOOKS_ENV):
         SpaceConfig(debug=("abort",))
     monkeypatch.setenv(TEST_HOOKS_ENV, "1")
-    space = build_space(SpaceConfig(runtimes=("ort",), threads=(1,), debug=("abort",)), FACTS, techniques=ALL)
-    assert any(c.transforms.debug == "abort" for c in space)
+    assert any(c.debug == "abort" for c in build_space(space(debug=("abort",)), FACTS))
+
+
+def test_space_config_round_trips_through_json():
+    config = SpaceConfig()
+    assert SpaceConfig.from_dict(config.to_dict()) == config
 
 
 def test_unknown_runtime_in_the_space_lists_the_valid_ones():
@@ -131,26 +147,29 @@ def test_pareto_front_keeps_only_undominated_points():
     assert front == [(5, 0.80), (10, 0.90), (20, 0.95), (40, 0.99)]
 
 
-def test_promotion_always_keeps_the_cheapest_candidate_strictly_within_budget(tmp_path) -> None:
+def test_promotion_always_keeps_the_cheapest_candidate_strictly_within_budget() -> None:
     """Screening allows twice the budget; fast over-budget candidates must not crowd out the feasible one."""
-    from tiny_models import conv_relu
+    from types import SimpleNamespace
 
-    from cvtune.search import Budget, OptimizeConfig
+    from cvtune.search import Budget, Measurement, MetricResult, OptimizeConfig, Trial
+    from cvtune.search.goals import get_objective
     from cvtune.search.strategy import promote
     from cvtune.search.trials import Search
 
-    conv_relu(tmp_path / "m.onnx")
-    config = OptimizeConfig(model=tmp_path / "m.onnx", task="textdet", data=tmp_path, out=tmp_path / "out",
-                            budget=Budget.parse("1%"))
-    search = Search(config)
-    baseline = {"key": "base", "status": "ok", "metric": 0.95, "p50_ms": 170.0, "throughput_ips": 5.9,
-                "size_bytes": 100}
+    search = SimpleNamespace(config=OptimizeConfig(model="m.onnx", task="textdet", data=".", out="out",
+                                                   budget=Budget.parse("1%")),
+                             objective=get_objective("latency"))
+    search.feasible = lambda t, b, slack=0.0: Search.feasible(search, t, b, slack=slack)
+    search.drop = lambda t, b: Search.drop(search, t, b)
+    search.cost = lambda t: Search.cost(search, t)
 
-    def row(key: str, p50: float, metric: float) -> dict:
-        return {"key": key, "status": "ok", "metric": metric, "p50_ms": p50, "throughput_ips": 1000 / p50,
-                "size_bytes": 100}
+    def trial(threads: int, p50: float, metric: float) -> Trial:
+        return Trial(Candidate(runtime=make_runtime("ort", threads=threads)), "screen", "ok",
+                     timing=Measurement(p50, p50, p50, 1000 / p50), metric=MetricResult("hmean", metric))
 
-    screened = [baseline, row("fast-1.8%-a", 70, 0.933), row("fast-1.8%-b", 75, 0.933),
-                row("fast-1.8%-c", 80, 0.933), row("within", 90, 0.95), row("slow-within", 160, 0.95)]
-    keys = [r["key"] for r in promote(search, screened, baseline)]
-    assert "within" in keys and "slow-within" not in keys
+    baseline = Trial(Candidate(), "screen", "ok", timing=Measurement(170, 170, 170, 5.9),
+                     metric=MetricResult("hmean", 0.95))
+    fast = [trial(t, 70 + 5 * t, 0.933) for t in (1, 2, 3)]
+    within, slow = trial(4, 90, 0.95), trial(5, 160, 0.95)
+    chosen = promote(search, [baseline, *fast, within, slow], baseline)
+    assert within in chosen and slow not in chosen

@@ -7,33 +7,47 @@ import sqlite3
 import pytest
 
 from cvtune.errors import UsageError
+from cvtune.runtimes import make_runtime
+from cvtune.search import BuiltModel, Candidate, Measurement, MetricResult, Trial
 from cvtune.search.store import STORE_NAME, Store, check_out_dir
 
 
-def _row(key: str, rung: str = "screen", **extra) -> dict:
-    return {"key": key, "rung": rung, "candidate": {"transforms": {}, "runtime": {"runtime": "ort"}},
-            "label": f"cand {key}", "status": "ok", "p50_ms": 12.5, "metric": 0.9, "metric_name": "hmean",
-            "n_images": 4, "details": {"metric_key": f"m-{key}"}, "started": 1.0, **extra}
+def _trial(threads: int, rung: str = "screen", p50: float = 12.5) -> Trial:
+    return Trial(Candidate(runtime=make_runtime("ort", threads=threads)), rung, "ok",
+                 timing=Measurement(p50, p50, p50, 1000 / p50), metric=MetricResult("hmean", 0.9, n_images=4),
+                 metric_key=f"m-{threads}", started=1.0)
 
 
-def test_trials_are_committed_and_read_back(tmp_path):
+def test_trials_are_committed_and_read_back_typed(tmp_path):
     with Store.open(tmp_path / "out") as store:
-        store.record_trial(_row("a"))
-        store.record_trial(_row("a", "full", p50_ms=11.0))
+        store.record_trial(_trial(1))
+        store.record_trial(_trial(1, "full", p50=11.0))
     with Store.open(tmp_path / "out", create=False) as store:
-        rows = store.trials()
-        assert [(r["key"], r["rung"]) for r in rows] == [("a", "screen"), ("a", "full")]
-        assert store.trial("a", "full")["p50_ms"] == 11.0
-        assert rows[0]["candidate"]["runtime"] == {"runtime": "ort"} and rows[0]["details"]["metric_key"] == "m-a"
-        assert store.metric_for("m-a", "screen")["key"] == "a" and store.metric_for("m-b", "screen") is None
+        trials = store.trials()
+        key = _trial(1).key
+        assert [(t.key, t.rung) for t in trials] == [(key, "screen"), (key, "full")]
+        assert store.trial(key, "full").timing.p50_ms == 11.0
+        assert trials[0] == _trial(1).with_(finished=trials[0].finished) or trials[0].candidate == _trial(1).candidate
+        assert store.metric_for("m-1", "screen").key == key and store.metric_for("m-2", "screen") is None
 
 
 def test_a_candidate_is_never_recorded_twice_at_one_rung(tmp_path):
     with Store.open(tmp_path) as store:
-        store.record_trial(_row("a"))
+        store.record_trial(_trial(1))
         with pytest.raises(sqlite3.IntegrityError):
-            store.record_trial(_row("a", p50_ms=1.0))
-        assert store.count() == 1 and store.trial("a", "screen")["p50_ms"] == 12.5
+            store.record_trial(_trial(1, p50=1.0))
+        assert store.count() == 1 and store.trial(_trial(1).key, "screen").timing.p50_ms == 12.5
+
+
+def test_a_store_of_another_format_is_refused_with_the_reason(tmp_path):
+    with Store.open(tmp_path):
+        pass
+    conn = sqlite3.connect(tmp_path / STORE_NAME)
+    conn.execute("UPDATE meta SET value='\"cvtune-optimize/1\"' WHERE key='format'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(UsageError, match="cvtune-optimize/1 .*choose a new -o folder"):
+        Store.open(tmp_path)
 
 
 def test_out_folder_must_be_new_empty_or_a_previous_run(tmp_path):
@@ -74,8 +88,9 @@ def test_identity_decides_between_resume_and_refusal(tmp_path):
 
 def test_models_and_probes_are_cached(tmp_path):
     with Store.open(tmp_path) as store:
-        store.record_model("k1", {"quant": "fp16"}, str(tmp_path / "m.onnx"), "failed", "build failed: boom")
+        store.record_model(BuiltModel("k1", ({"pass": "fp16"},), str(tmp_path / "m.onnx"), "failed",
+                                      "build failed: boom"))
         store.record_probe("k1", '{"runtime":"ort"}', False, "cannot load")
-        assert store.model("k1")["error"] == "build failed: boom"
-        assert store.models()[0]["transforms"] == {"quant": "fp16"}
+        assert store.model("k1").error == "build failed: boom" and not store.model("k1").ok
+        assert store.models()[0].passes == ({"pass": "fp16"},)
         assert store.probe("k1", '{"runtime":"ort"}') == (False, "cannot load") and store.probe("k2", "x") is None

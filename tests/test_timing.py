@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tiny_models import conv_relu
 
-from cvtune.bench import BenchResult, _measure_here, summarize
+from cvtune.bench import BenchResult, summarize
 from cvtune.errors import TrialFailed, UsageError
 from cvtune.runtimes import make_runtime
 from cvtune.throughput import Layout, _summarize
@@ -101,11 +101,6 @@ def test_time_model_returns_json_raw_numbers(dynamic_model: Path) -> None:
     assert json.loads(json.dumps(raw)) == raw
     with pytest.raises(UsageError, match="input shape"):
         time_model(str(dynamic_model), make_runtime("ort"), [], warmup=0, min_runs=1, min_time_s=0)
-
-
-def test_the_old_measure_here_name_still_gives_the_old_keys(dynamic_model: Path) -> None:
-    raw = _measure_here(str(dynamic_model), make_runtime("ort", threads=1).to_dict(), list(B), 0, 3, 0.0, 100)
-    assert set(raw) == {"times_ms", "load_ms", "peak_rss_mb"} and len(raw["times_ms"]) == 3
 
 
 def test_latency_stats_on_known_numbers() -> None:

@@ -30,3 +30,25 @@ def conv_relu(path: Path | None = None, *, channels: int = 4, size: int = 8, dyn
     if path is not None:
         onnx.save(model, str(path))
     return model
+
+
+def conv_chain(path: Path | None = None, *, size: int = 16, hidden: int = 8, seed: int = 0) -> onnx.ModelProto:
+    """x(1,3,H,W) -> Conv(3->hidden) -> Relu -> Conv(hidden->4) -> y: the smallest graph with a prunable group."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+             for name, shape in (("w0", (hidden, 3, 3, 3)), ("b0", (hidden,)), ("w1", (4, hidden, 3, 3)),
+                                 ("b1", (4,)))]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="conv0", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+         helper.make_node("Conv", ["r0", "w1", "b1"], ["y"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+        "conv_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, size, size])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(model)
+    if path is not None:
+        onnx.save(model, str(path))
+    return model

@@ -15,7 +15,7 @@ from typing import Any
 from .errors import CvtuneError, ModelError, UsageError
 from .isolate import run_isolated
 from .runtimes import Runtime
-from .timing import latency_stats, time_model
+from .timing import LatencyStats, latency_stats
 
 
 @dataclass(frozen=True)
@@ -34,19 +34,13 @@ class BenchSettings:
 
 
 @dataclass(frozen=True)
-class BenchResult:
+class BenchResult(LatencyStats):
+    """One configuration's latency statistics (LatencyStats' fields) plus what was measured and how it loaded."""
+
     label: str
     runtime: dict[str, Any]
     model: str
     input_shape: tuple[int, ...]
-    runs: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    std_ms: float
-    min_ms: float
-    throughput_ips: float  # images per second = batch / mean latency
     load_ms: float
     peak_rss_mb: float
     flops: int | None = None
@@ -56,15 +50,6 @@ class BenchResult:
         data = asdict(self)
         data["input_shape"] = list(self.input_shape)
         return data
-
-
-def _measure_here(model: str, runtime: dict, input_shape: list[int], warmup: int, min_runs: int,
-                  min_time_s: float, max_runs: int) -> dict:
-    """Deprecated: cvtune.timing.time_model on one shape, with the raw keys it had (no "shapes"). Kept only until
-    cvtune.search.runner calls time_model itself."""
-    raw = time_model(model, runtime, [input_shape], warmup=warmup, min_runs=min_runs, min_time_s=min_time_s,
-                     max_runs=max_runs)
-    return {k: raw[k] for k in ("times_ms", "load_ms", "peak_rss_mb")}
 
 
 def summarize(label: str, runtime: Runtime, model: str, input_shape: tuple[int, ...], raw: dict,

@@ -1,7 +1,7 @@
 """Evaluate one model file with one runtime on one dataset: open a session, predict every image, score.
 
 `evaluate()` is what `cvtune eval` and the search call. A task given by name is built for the model with
-`build_task()`, which takes the preprocessing and task defaults from the zoo entry when the model is a zoo model.
+`build_task()` (tasks.spec.resolve_task: the zoo entry's preprocessing and defaults, the model's charset).
 """
 
 from __future__ import annotations
@@ -14,53 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from . import zoo
 from .data.base import Dataset, Sample, read_image_or_warn
 from .errors import CvtuneError, DatasetError, ModelError
 from .runtimes import Runtime, Session, make_runtime
-from .tasks import Metrics, Task, get_task_class
-from .tasks.ctc import read_charset
+from .tasks import Metrics, Task
+from .tasks.spec import resolve_task
 
 __all__ = ["build_task", "evaluate", "predict_dataset", "load_eval_dataset"]
 
-# Task options that follow from a zoo model (beyond its preprocessing).
-ZOO_TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    ("ppocr-cls", "classify"): {"resize": "pad", "labels": ["0", "180"]},
-}
-
-
-def _preprocessing_for(model_path: Path, task_name: str, reference: Path | None):
-    """The zoo entry's preprocessing for the model (or, for fidelity, its reference); else a guess from the graph
-    for tasks that depend on it; else None (textdet/ocr then use PP-OCR's, their model family)."""
-    for candidate in (model_path, reference):
-        entry = zoo.find_by_path(candidate) if candidate else None
-        if entry:
-            return entry.preprocessing
-    if task_name in ("textdet", "ocr") or model_path.suffix.lower() != ".onnx":
-        return None
-    from .model import Model
-
-    return Model.load(model_path).preprocessing
-
-
 def build_task(name: str, model_path: str | os.PathLike[str] | None = None, **options: Any) -> Task:
     """A Task registered as `name`, configured for the model at `model_path` (preprocessing, zoo defaults,
-    OCR charset from the model's metadata). Explicit `options` win over every default."""
-    cls = get_task_class(name)
-    if model_path is None:
-        return cls(**options)
-    model_path = Path(model_path)
-    reference = Path(options["reference_model"]) if options.get("reference_model") else None
-    defaults: dict[str, Any] = {}
-    entry = zoo.find_by_path(model_path)
-    if entry:
-        defaults.update(ZOO_TASK_DEFAULTS.get((entry.name, name), {}))
-    if name == "ocr" and "charset" not in options and model_path.suffix.lower() == ".onnx":
-        charset = read_charset(model_path)
-        if charset:
-            defaults["charset"] = charset
-    preprocessing = options.pop("preprocessing", None) or _preprocessing_for(model_path, name, reference)
-    return cls(preprocessing, **{**defaults, **options})
+    OCR charset from the model's metadata). Explicit `options` win over every default. See tasks.spec."""
+    return resolve_task(name, model_path, **options).build()
 
 
 def load_eval_dataset(path: str | os.PathLike[str], kind: str | None = None) -> Dataset:

@@ -3,6 +3,7 @@ every command spells and reads them the same way, and their parsing."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import typer
@@ -25,12 +26,11 @@ JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout
 
 def input_shape_option(note: str = "") -> Any:
     """`--input-shape NxCxHxW`; `note` says what else this command does with it."""
-    return typer.Option(None, "--input-shape", help="Input shape NxCxHxW, e.g. 1x3x640x640: the size calibration "
-                        "and evaluation images are resized to (default: the model's own, dynamic dims filled in)."
-                        + (f" {note}" if note else ""))
+    return typer.Option(None, "--input-shape", help="Input shape NxCxHxW, e.g. 1x3x640x640 (default: the model's "
+                        "own, dynamic dims filled in)." + (f" {note}" if note else ""))
 
 
-INPUT_SHAPE = input_shape_option()
+INPUT_SHAPE = input_shape_option("Calibration and evaluation images are resized to it.")
 CALIB = typer.Option(None, "--calib", help="Folder of calibration images, like the ones the model will see "
                      "(preprocessed by the task; never the evaluation images).")
 
@@ -59,7 +59,8 @@ def time_option(default: str | None = None) -> Any:
 
 
 def parse_task_options(items: list[str] | None) -> dict[str, Any]:
-    """KEY=VALUE items -> a dict (values coerced to int/bool where they read as such)."""
+    """KEY=VALUE items -> a dict: ['thresh=0.4', 'labels=["0","180"]'] -> {'thresh': 0.4, 'labels': ['0', '180']}
+    (JSON values, else text)."""
     options: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -93,9 +94,10 @@ def parse_runtime_spec(spec: str) -> Runtime:
 
 
 def _coerce(value: str) -> Any:
+    """A command-line value: JSON where it reads as JSON (0.6, 3, true, ["0","180"]), else the text itself."""
     if value.lower() in ("true", "false"):
         return value.lower() == "true"
     try:
-        return int(value)
+        return json.loads(value)
     except ValueError:
         return value

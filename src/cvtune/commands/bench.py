@@ -18,7 +18,16 @@ from ..errors import TrialFailed
 from ..model import parse_shape
 from ..runtimes.devices import resolve_target, usable_cores
 from ..throughput import Layout, ThroughputResult, ThroughputSettings, measure_throughput, sweep
-from ._options import ENGINE, JSON, TARGET, THREADS, build_runtime, parse_runtime_spec, runtime_option
+from ._options import (
+    ENGINE,
+    JSON,
+    TARGET,
+    THREADS,
+    build_runtime,
+    input_shape_option,
+    parse_runtime_spec,
+    runtime_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,8 +39,7 @@ def register(app: typer.Typer) -> None:
         target: str = TARGET,
         threads: int = THREADS,
         batch: int = typer.Option(1, "--batch", "-b", help="Images per run (the model needs a dynamic batch dim)."),
-        input_shape: str = typer.Option(None, "--input-shape", help="NxCxHxW, e.g. 1x3x640x640 (default: the "
-                                        "model's own, or the zoo's default for dynamic models)."),
+        input_shape: str = input_shape_option("The batch dim follows --batch."),
         compare: list[str] = typer.Option(None, "--compare", "-c", help="Another configuration, RUNTIME[:k=v,...], "
                                           "e.g. ort or opencv:engine=classic,threads=1. Repeatable."),
         warmup: int = typer.Option(3, "--warmup", help="Untimed runs before measuring."),

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ..console import console, progress
+from ._options import JSON
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +22,7 @@ def register(app: typer.Typer) -> None:
         kind: str = typer.Option(None, "--kind", help="Layout: images, classification, coco, icdar, ocr_lines "
                                                       "(default: detected)."),
         check: bool = typer.Option(False, "--check", help="Decode every image and report unreadable ones."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        as_json: bool = JSON,
     ) -> None:
         """Show which layout a dataset has, how many samples and classes, and (with --check) unreadable files."""
         import warnings
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
         fonts: str = typer.Option("all", "--fonts",
                                   help="'all' (bundled DejaVu/STIX + readable system fonts) or 'bundled' "
                                        "(matplotlib's fonts only: identical output on every machine)."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+        as_json: bool = JSON,
     ) -> None:
         """Render labelled text images: DIR/textdet (ICDAR boxes, one per line) and DIR/ocr (line crops)."""
         from ..data.synth import SynthConfig, generate_text_set

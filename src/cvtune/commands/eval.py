@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ..console import console
+from ._options import JSON, LIMIT, TASK_OPTION, parse_task_options
 
 # details that are counts (printed as integers); every other detail is a rate printed with 4 decimals
 COUNT_KEYS = {"true_positives", "predictions", "gt_boxes", "gt_lines", "correct_lines", "lines", "detections"}
@@ -36,11 +37,12 @@ def register(app: typer.Typer) -> None:
         runtime: str = typer.Option("opencv", "--runtime", "-r", help=f"Runtime: {', '.join(RUNTIMES)}."),
         engine: str = typer.Option(None, "--engine", help="OpenCV engine: new, classic or auto."),
         threads: int = typer.Option(None, "--threads", help="Inference threads (default: the runtime's)."),
-        limit: int = typer.Option(None, "--limit", help="Evaluate only the first N images."),
+        limit: int = LIMIT,
         input_size: str = typer.Option(None, "--input-size", help="Fixed network input HEIGHTxWIDTH, e.g. 640x640."),
         reference: Path = typer.Option(None, "--reference", help="fidelity: the original model to compare with."),
         decoder: str = typer.Option(None, "--decoder", help="detect: output decoder (yolo or boxes)."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+        task_option: list[str] = TASK_OPTION,
+        as_json: bool = JSON,
     ) -> None:
         """Measure a model's accuracy on a labelled dataset (or its fidelity to a reference model on any images):
         the headline metric with its 95% bootstrap CI, details, and how many images were used and skipped."""
@@ -54,7 +56,7 @@ def register(app: typer.Typer) -> None:
             if entry is None:
                 raise UsageError(f"say which task to evaluate {model} on: --task {' | '.join(TASKS)}")
             task = entry.task
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = parse_task_options(task_option)
         if input_size:
             options["input_size"] = input_size
         if reference:

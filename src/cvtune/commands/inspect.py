@@ -11,6 +11,7 @@ from rich.table import Table
 from ..console import console
 from ..inspection import inspect_model
 from ..model import parse_shape
+from ._options import JSON, input_shape_option
 
 
 def _si(value: float | None, unit: str = "") -> str:
@@ -26,10 +27,10 @@ def register(app: typer.Typer) -> None:
     @app.command("inspect")
     def inspect_cmd(
         model: Path = typer.Argument(..., help="Model file (.onnx; .pb/.tflite run through OpenCV only)."),
-        input_shape: str = typer.Option(None, "--input-shape", help="Shape for FLOPs and probing, e.g. 1x3x640x640."),
+        input_shape: str = input_shape_option("FLOPs are counted and runtimes probed at it."),
         layers: bool = typer.Option(False, "--layers", help="List every weighted layer's FLOPs and sparsity."),
         no_probe: bool = typer.Option(False, "--no-probe", help="Skip trying each runtime in a child process."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+        as_json: bool = JSON,
     ) -> None:
         """Summarize a model: inputs/outputs, opset, params, FLOPs per layer, sparsity, ops, and runtime support."""
         shape = parse_shape(input_shape) if input_shape else None

@@ -17,8 +17,9 @@ from rich.table import Table
 from ..console import console, err_console
 from ..errors import UsageError
 from ..search import OBJECTIVES, Budget, OptimizeConfig, OptimizeResult, SpaceConfig, optimize, parse_duration
-from ..search.space import QUANT_VARIANTS, SPACE_PRESETS, space_preset
-from ._options import parse_task_options
+from ..search.records import Trial
+from ..search.space import SPACE_PRESETS, space_preset
+from ._options import JSON, TASK_OPTION, max_drop_option, parse_task_options, time_option
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
@@ -45,7 +46,8 @@ def build_space_config(*, preset: str, runtimes: str | None, threads: str | None
                        test_hook: str | None = None) -> SpaceConfig:
     """The preset's SpaceConfig with the CLI's comma-separated lists replacing its fields where given. For the
     throughput objective, batches 1,4 and 1..all-cores instances are tried unless given."""
-    from ..search.space import default_threads
+    from ..passes import ChannelPrune, Simplify
+    from ..search.space import default_threads, slot_choices
 
     settings: dict[str, Any] = {}
     if objective == "throughput":
@@ -55,16 +57,21 @@ def build_space_config(*, preset: str, runtimes: str | None, threads: str | None
     if runtimes is not None:
         settings["runtimes"] = tuple(r.strip() for r in runtimes.split(",") if r.strip())
     for name, value in (("threads", _ints(threads, "threads")), ("input_scales", _floats(scales, "scales")),
-                        ("prune_ratios", _floats(prune, "prune")), ("batches", _ints(batches, "batch"))):
+                        ("batches", _ints(batches, "batch"))):
         if value is not None:
             settings[name] = value
-    if quant is not None:
-        settings["quant"] = tuple(q.strip() for q in quant.split(",") if q.strip())
-    if simplify is not None:
-        settings["simplify"] = (False, True) if simplify else (False,)
     if test_hook:
         settings["debug"] = (test_hook,)
-    return space_preset(preset, **settings)
+    space = space_preset(preset, **settings)
+    if prune is not None:
+        _floats(prune, "prune")  # numbers only
+        like = next((p for p in space.slot_values("prune") if p is not None), ChannelPrune())
+        space = space.with_slot("prune", slot_choices("prune", prune, like=like))
+    if quant is not None:
+        space = space.with_slot("precision", slot_choices("precision", quant))
+    if simplify is not None:
+        space = space.with_slot("simplify", (None, Simplify()) if simplify else (None,))
+    return space
 
 
 class LiveDisplay:
@@ -75,8 +82,8 @@ class LiveDisplay:
         self.started = time.monotonic()
         self.phase = "starting"
         self.done = self.total = self.failed = 0
-        self.baseline: dict[str, Any] | None = None
-        self.best: dict[str, Any] | None = None
+        self.baseline: Trial | None = None
+        self.best: Trial | None = None
         self.last = ""
         self.live: Live | None = None
 
@@ -92,24 +99,25 @@ class LiveDisplay:
         elif kind == "trial_start":
             self.last = f"{data['rung']}: {data['candidate'].label()}"
         elif kind == "trial_done":
-            self._trial(data["row"])
+            self._trial(data["trial"])
         elif kind == "baseline":
-            self.baseline = data["row"]
+            self.baseline = data["trial"]
         if self.live is not None:
             self.live.update(self.render())
 
-    def _trial(self, row: dict[str, Any]) -> None:
-        self.failed += row["status"] != "ok"
+    def _trial(self, trial: Trial) -> None:
+        self.failed += not trial.ok
         if not err_console.is_terminal:
-            what = f"p50 {row['p50_ms']:.1f} ms, {row['metric_name']} {row['metric']:.4f}" if row["status"] == "ok" \
-                else f"{row['status']}: {row['error']}"
-            err_console.print(f"[{row['rung']}] {row['label']}: {what}", highlight=False, markup=False)
+            what = f"p50 {trial.p50_ms:.1f} ms, {_metric(trial)}" if trial.measured else \
+                (f"{trial.status}: {trial.error}" if not trial.ok else f"p50 {trial.p50_ms:.1f} ms")
+            err_console.print(f"[{trial.rung}] {trial.label}: {what}", highlight=False, markup=False)
         base = self.baseline
-        if row["status"] != "ok" or base is None or row["rung"] != "screen" or row["key"] == base["key"]:
+        if not trial.measured or base is None or base.metric is None or trial.rung != "screen" or \
+                trial.key == base.key:
             return
-        if self.config.budget.allows(base["metric"], row["metric"]) and \
-                (self.best is None or row["p50_ms"] < self.best["p50_ms"]):
-            self.best = row
+        if self.config.budget.allows(base.metric.value, trial.metric.value) and \
+                (self.best is None or trial.p50_ms < self.best.p50_ms):  # type: ignore[operator]
+            self.best = trial
 
     def render(self) -> Table:
         table = Table.grid(padding=(0, 2))
@@ -120,15 +128,19 @@ class LiveDisplay:
             remaining = max(0.0, self.config.time_budget_s - (time.monotonic() - self.started))
             left = f", {remaining:.0f} s left of {self.config.time_budget_s:.0f} s"
         table.add_row("phase", f"{self.phase}: {self.done}/{self.total or '?'} ({self.failed} failed){left}")
-        if self.baseline and self.baseline.get("p50_ms"):
-            table.add_row("baseline", f"{self.baseline['label']}: p50 {self.baseline['p50_ms']:.1f} ms, "
-                                      f"{self.baseline['metric_name']} {self.baseline['metric']:.4f}")
-        if self.best:
-            speed = self.baseline["p50_ms"] / self.best["p50_ms"] if self.baseline else 0
-            table.add_row("best so far", f"{self.best['label']}: p50 {self.best['p50_ms']:.1f} ms ({speed:.2f}x, "
-                                         f"screening), {self.best['metric_name']} {self.best['metric']:.4f}")
+        if self.baseline and self.baseline.measured:
+            table.add_row("baseline", f"{self.baseline.label}: p50 {self.baseline.p50_ms:.1f} ms, "
+                                      f"{_metric(self.baseline)}")
+        if self.best and self.baseline:
+            speed = self.baseline.p50_ms / self.best.p50_ms  # type: ignore[operator]
+            table.add_row("best so far", f"{self.best.label}: p50 {self.best.p50_ms:.1f} ms ({speed:.2f}x, "
+                                         f"screening), {_metric(self.best)}")
         table.add_row("now", self.last)
         return table
+
+
+def _metric(trial: Trial) -> str:
+    return "no metric" if trial.metric is None else f"{trial.metric.name} {trial.metric.value:.4f}"
 
 
 def print_summary(result: OptimizeResult) -> None:
@@ -141,15 +153,15 @@ def print_summary(result: OptimizeResult) -> None:
     for col in columns:
         table.add_column(col, justify="left" if col in ("", "configuration") else "right")
 
-    def cells(row: dict, final: dict | None) -> list[str]:
-        timing = final or row
-        return [f"{timing['p50_ms']:.2f}", f"{timing['throughput_ips']:.1f}", f"{row['size_bytes'] / 1e6:.2f}",
-                f"{row['metric_name']} {row['metric']:.4f}"]
+    def cells(trial: Trial, final: Trial | None) -> list[str]:
+        timing = (final or trial).timing
+        return [f"{timing.p50_ms:.2f}" if timing else "n/a", f"{timing.throughput_ips:.1f}" if timing else "n/a",
+                f"{(trial.size_bytes or 0) / 1e6:.2f}", _metric(trial)]
 
     if base:
-        table.add_row("baseline", base["label"], *cells(base, result.baseline_final), "1.00x", "")
+        table.add_row("baseline", base.label, *cells(base, result.baseline_final), "1.00x", "")
     if best:
-        table.add_row("chosen", best["label"], *cells(best, result.best_final),
+        table.add_row("chosen", best.label, *cells(best, result.best_final),
                       f"{result.gain:.2f}x" if result.gain else "n/a",
                       result.budget.describe(result.drop) if result.drop is not None else "n/a")
     console.print(table)
@@ -171,6 +183,21 @@ def print_summary(result: OptimizeResult) -> None:
     console.print(f"Report: {result.report}", highlight=False)
 
 
+def run_optimize(config: OptimizeConfig, *, live: bool) -> OptimizeResult:
+    """Run the search with the live display, then write the report (the search itself returns data only)."""
+    from ..report import write_report
+
+    display = LiveDisplay(config)
+    if live and err_console.is_terminal:
+        with Live(display.render(), console=err_console, refresh_per_second=2, transient=True) as panel:
+            display.live = panel
+            result = optimize(config, on_event=display)
+    else:
+        result = optimize(config, on_event=display)
+    result.report = write_report(config.out)
+    return result
+
+
 def register(app: typer.Typer) -> None:
     @app.command("optimize")
     def optimize_cmd(
@@ -182,10 +209,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--output", "-o", help="Output folder: new, empty, or a previous run to "
                                  "resume."),
         kind: str = typer.Option(None, "--kind", help="Dataset layout when it cannot be detected."),
-        max_drop: str = typer.Option("1%", "--max-drop", help="Largest metric drop allowed: 1% (relative to the "
-                                     "baseline) or 0.01abs (absolute)."),
+        max_drop: str = max_drop_option("1%"),
         objective: str = typer.Option("latency", "--objective", help=f"What to optimize: {', '.join(OBJECTIVES)}."),
-        budget: str = typer.Option(None, "--budget", help="Wall-clock limit for the whole search, e.g. 3m, 90s."),
+        time_limit: str = time_option(None),
         preset: str = typer.Option("default", "--preset", help=f"Search space: {', '.join(SPACE_PRESETS)} (quick: "
                                    "runtime, resolution and pruning only). The options below override it."),
         runtimes: str = typer.Option(None, "--runtimes", help="Runtimes to search, comma-separated (default: "
@@ -194,7 +220,8 @@ def register(app: typer.Typer) -> None:
                                     "all physical cores)."),
         scales: str = typer.Option(None, "--scales", help="Input resolution scales to try, e.g. 1,0.75,0.5."),
         prune: str = typer.Option(None, "--prune", help="Channel pruning ratios to try, e.g. 0,0.25."),
-        quant: str = typer.Option(None, "--quant", help=f"Quantization variants: {', '.join(QUANT_VARIANTS)}."),
+        quant: str = typer.Option(None, "--quant", help="Precisions to try, e.g. none,int8-qoperator,int8-qdq,"
+                                  "int8-dynamic,fp16."),
         simplify: bool = typer.Option(None, "--simplify/--no-simplify", help="Also try onnxslim simplification."),
         batch: str = typer.Option(None, "--batch", help="Batch sizes to try (throughput objective: 1,4)."),
         instances: str = typer.Option(None, "--instances", help="Parallel sessions (processes) to try, e.g. 1,2 "
@@ -203,9 +230,8 @@ def register(app: typer.Typer) -> None:
         eval_images: int = typer.Option(None, "--eval-images", help="Cap on the full evaluation split."),
         max_trials: int = typer.Option(None, "--max-trials", help="Cap on screened candidates."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data split and the search order."),
-        task_option: list[str] = typer.Option(None, "--task-option", help="Task option KEY=VALUE, repeatable "
-                                               "(e.g. reference_model=orig.onnx for fidelity)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+        task_option: list[str] = TASK_OPTION,
+        as_json: bool = JSON,
         test_hook: str = typer.Option(None, "--test-hook", hidden=True),
     ) -> None:
         """Find the fastest configuration (runtime, threads, input size, pruning, quantization, simplification)
@@ -216,16 +242,10 @@ def register(app: typer.Typer) -> None:
                                    objective=objective, test_hook=test_hook)
         config = OptimizeConfig(model=model, task=task, data=data, out=out, data_kind=kind,
                                 task_options=parse_task_options(task_option), budget=Budget.parse(max_drop),
-                                objective=objective, time_budget_s=parse_duration(budget), seed=seed, space=space,
+                                objective=objective, time_budget_s=parse_duration(time_limit), seed=seed, space=space,
                                 screen_images=screen_images, eval_images=eval_images, max_trials=max_trials)
-        display = LiveDisplay(config)
         try:
-            if err_console.is_terminal and not as_json:
-                with Live(display.render(), console=err_console, refresh_per_second=2, transient=True) as live:
-                    display.live = live
-                    result = optimize(config, on_event=display)
-            else:
-                result = optimize(config, on_event=display)
+            result = run_optimize(config, live=not as_json)
         except KeyboardInterrupt:
             argv = sys.argv if Path(sys.argv[0]).name == "cvtune" else None  # the exact command, when we have it
             again = shlex.join(["cvtune", *argv[1:]]) if argv else config.resume_command()

@@ -10,6 +10,7 @@ import typer
 from ..console import console
 from ..model import parse_shape
 from ..prepare import prepare
+from ._options import JSON, input_shape_option
 
 
 def register(app: typer.Typer) -> None:
@@ -17,10 +18,9 @@ def register(app: typer.Typer) -> None:
     def prepare_cmd(
         model: Path = typer.Argument(..., help="ONNX model to prepare (never modified)."),
         output: Path = typer.Option(..., "--output", "-o", help="Where to write the prepared model."),
-        input_shape: str = typer.Option(None, "--input-shape", help="Static shape, e.g. 1x3x640x640 (default: "
-                                        "the model's default shape)."),
+        input_shape: str = input_shape_option("Every dynamic dim is fixed to it."),
         no_simplify: bool = typer.Option(False, "--no-simplify", help="Only fix the shapes; skip onnxslim."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+        as_json: bool = JSON,
     ) -> None:
         """Make dynamic dims static and simplify (onnxslim) so every engine, including OpenCV's classic one,
         can load the model; then check it computes the same outputs as the original."""

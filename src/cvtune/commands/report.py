@@ -8,13 +8,14 @@ from pathlib import Path
 import typer
 
 from ..console import console
+from ._options import JSON
 
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_cmd(
         out: Path = typer.Argument(..., help="Output folder of `cvtune optimize` (holds trials.sqlite)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+        as_json: bool = JSON,
     ) -> None:
         """Regenerate OUT/report.html (self-contained), OUT/report.md and OUT/trials.csv from OUT/trials.sqlite."""
         from ..report import load_run, write_report

@@ -6,30 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from ..console import console, err_console
 from ..deploy import is_deploy_file, load_deployed
-from ..errors import UsageError
 from ..pipeline import PredictorSpec, default_task, resolve_workers, run_pipeline, task_names
 from ..runtimes.devices import resolve_target, usable_cores
-from ._options import ENGINE, JSON, TARGET, THREADS, build_runtime
-
-
-def parse_options(items: list[str] | None) -> dict[str, Any]:
-    """['thresh=0.4', 'labels=["0","180"]'] -> {'thresh': 0.4, 'labels': ['0', '180']} (JSON values, else text)."""
-    options: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"bad --option '{item}': expected KEY=VALUE, e.g. --option thresh=0.4")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
+from ._options import ENGINE, JSON, TARGET, TASK_OPTION, THREADS, build_runtime, parse_task_options
 
 
 def register(app: typer.Typer) -> None:
@@ -42,8 +26,7 @@ def register(app: typer.Typer) -> None:
                                  "run continues after the rows already there."),
         task: str = typer.Option(None, "--task", help="Postprocessing: " + ", ".join(task_names()) + " (default: "
                                  "the deploy.json's or the zoo's task; 'raw' writes the outputs themselves)."),
-        option: list[str] = typer.Option(None, "--option", "-O", help="Task option KEY=VALUE (JSON values), e.g. "
-                                         "-O thresh=0.4. Repeatable."),
+        option: list[str] = TASK_OPTION,
         workers: str = typer.Option("auto", "--workers", "-w", help="Inference workers, each with its own session: "
                                     "a number, or 'auto' (the deploy.json's instances, else one per core)."),
         batch: int = typer.Option(None, "--batch", "-b", help="Images per inference run (default: the "
@@ -64,7 +47,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predict every image (or video frame) and write one JSON row per input, resumably; corrupt inputs get a
         row with "error" and are skipped."""
-        options = parse_options(option)
+        options = parse_task_options(option)
         deployed = load_deployed(model) if is_deploy_file(model) else None
         n_workers = resolve_workers(workers, default=deployed.instances if deployed else None)
         if deployed and not (runtime or engine or target):

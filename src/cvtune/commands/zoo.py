@@ -9,6 +9,7 @@ from rich.table import Table
 
 from .. import zoo
 from ..console import console
+from ._options import JSON
 
 
 def register(app: typer.Typer) -> None:
@@ -16,7 +17,7 @@ def register(app: typer.Typer) -> None:
                         no_args_is_help=True)
 
     @group.command("list")
-    def list_models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    def list_models(as_json: bool = JSON) -> None:
         """List the zoo's models with their task and preprocessing."""
         rows = [
             {"name": m.name, "task": m.task, "file": str(zoo.path(m.name)), "description": m.description,

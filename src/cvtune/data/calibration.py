@@ -3,7 +3,7 @@ that calibrates (channel pruning, static int8, sensitivity, the search).
 
 - What a technique needs is data: `CalibrationNeed(count, max_side, split)`.
 - One sampling rule: `count` images spread evenly over the sorted dataset (deterministic, representative).
-- One preprocessing rule (`preprocessor`): the task's own `preprocess` for the model (`evaluate.build_task`), or,
+- One preprocessing rule (`preprocessor`): the task's own `preprocess` for the model (tasks.spec), or,
   without a task, the model's Preprocessing with a plain INTER_AREA resize to its input size. For fully
   convolutional models a `max_side` need downscales the tensors, keeping the size multiple.
 - Tensors are produced lazily: iterating a `CalibrationSet` (or its ORT `reader()`) reads and preprocesses one image
@@ -23,13 +23,16 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..errors import DatasetError, UsageError
 from ..model import Model
 from .base import Dataset, Sample, read_image_or_warn
+
+if TYPE_CHECKING:
+    from ..tasks.spec import TaskSpec
 
 __all__ = ["SPLITS", "CalibrationNeed", "CalibrationReader", "CalibrationSet", "ImageTensors", "NoiseTensors",
            "calibration_set", "downscale", "preprocessor", "random_calibration", "spread"]
@@ -226,11 +229,12 @@ def downscale(tensor: np.ndarray, max_side: int, multiple: int) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
-def preprocessor(model: str | os.PathLike[str] | Model, *, task: str | None = None,
+def preprocessor(model: str | os.PathLike[str] | Model, *, task: str | TaskSpec | None = None,
                  task_options: dict[str, Any] | None = None, input_shape: tuple[int, ...] | None = None,
                  max_side: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """BGR uint8 image -> (1, C, H, W) float32 tensor, the one rule every calibration uses: the task's own
-    preprocessing for this model (`evaluate.build_task`, at `input_shape`'s H x W when given), or without a task
+    preprocessing for this model (a TaskSpec resolved by the caller, or a task name resolved here; at
+    `input_shape`'s H x W when given), or without a task
     the model's Preprocessing with a plain INTER_AREA resize to `input_shape` / its default input shape. With
     `max_side`, tensors of a fully convolutional model (dynamic H and W, no fixed size anywhere) are downscaled so
     the longest side is at most `max_side`, keeping the preprocessing's size multiple."""
@@ -243,13 +247,17 @@ def preprocessor(model: str | os.PathLike[str] | Model, *, task: str | None = No
                          f"(got {'x'.join(map(str, input_shape))})")
     options = dict(task_options or {})
     if task is not None:
-        from ..evaluate import build_task
+        from ..tasks.spec import TaskSpec, resolve_task
 
-        if input_shape is not None:
-            options["input_size"] = (int(input_shape[2]), int(input_shape[3]))
-        if task == "fidelity":
-            options.setdefault("reference_model", str(model_path))
-        instance = build_task(task, model_path, **options)
+        if isinstance(task, TaskSpec):  # resolved once by the caller (the search): no lookups here
+            spec = task.with_options(**options)
+        else:
+            if task == "fidelity":
+                options.setdefault("reference_model", str(model_path))
+            spec = resolve_task(task, model_path, **options)
+        size = (int(input_shape[2]), int(input_shape[3])) if input_shape is not None else None
+        instance = spec.build(input_size=size)
+        options = dict(spec.options, **({"input_size": size} if size else {}))
         preprocessing = instance.preprocessing
 
         def base(image: np.ndarray) -> np.ndarray:
@@ -301,7 +309,8 @@ def _as_dataset(images: str | os.PathLike[str] | Dataset | Sequence[str | os.Pat
 
 def calibration_set(model_path: str | os.PathLike[str],
                     images: str | os.PathLike[str] | Dataset | Sequence[str | os.PathLike[str]],
-                    need: CalibrationNeed, *, task: str | None = None, task_options: dict[str, Any] | None = None,
+                    need: CalibrationNeed, *, task: str | TaskSpec | None = None,
+                    task_options: dict[str, Any] | None = None,
                     input_shape: tuple[int, ...] | None = None) -> CalibrationSet:
     """`need.count` images spread over `images` (a folder, a loaded Dataset, e.g. the calibration split, or a
     list of image files), preprocessed by `preprocessor` on demand. Every chosen image is decoded once here (and
@@ -322,7 +331,8 @@ def calibration_set(model_path: str | os.PathLike[str],
     if not readable:
         raise DatasetError(f"no calibration images could be read from {dataset.root}; point --calib at a folder "
                            f"of images like the ones the model will see")
-    return CalibrationSet(model.inputs[0].name, ImageTensors(readable, preprocess), str(dataset.root), task, skipped,
+    name = task if isinstance(task, str) or task is None else task.name
+    return CalibrationSet(model.inputs[0].name, ImageTensors(readable, preprocess), str(dataset.root), name, skipped,
                           need)
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import write_text
-from .data import RunData, load_run, machine_info
+from .data import RunData, load_run
 from .html import render_html
 from .markdown import render_csv, render_markdown
 
-__all__ = ["RunData", "load_run", "machine_info", "render_html", "render_markdown", "render_csv", "write_report"]
+__all__ = ["RunData", "load_run", "render_html", "render_markdown", "render_csv", "write_report"]
 
 
 def write_report(out: str | Path) -> Path:

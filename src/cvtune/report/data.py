@@ -1,74 +1,94 @@
 """Everything a report shows, read back from OUT/trials.sqlite (so `cvtune report OUT` regenerates it anywhere):
-the run's config, its result, every trial, the built models, and the machine it was measured on."""
+the run's config, its result, every trial (typed), the built models, and the machine it was measured on."""
 
 from __future__ import annotations
 
-import platform
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..budget import Budget
+from ..search.goals import Objective, get_objective
+from ..search.records import BuiltModel, Trial
 from ..search.store import Store
+
+
+def _trial(data: dict[str, Any] | None) -> Trial | None:
+    return Trial.from_dict(data) if data else None
 
 
 @dataclass
 class RunData:
     out: Path
     config: dict[str, Any]
-    result: dict[str, Any] | None
+    result: dict[str, Any] | None  # OptimizeResult.to_dict(); its trials are read back by the properties below
     facts: dict[str, Any]
     machine: dict[str, Any]
-    trials: list[dict[str, Any]]
-    models: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[Trial]
+    models: list[BuiltModel] = field(default_factory=list)
 
     @property
-    def budget(self):
-        from ..search.goals import Budget
-
+    def budget(self) -> Budget:
         return Budget.from_dict(self.config.get("budget", {"value": 0.01, "relative": True}))
 
     @property
-    def objective(self):
-        from ..search.goals import get_objective
-
+    def objective(self) -> Objective:
         return get_objective(self.config.get("objective", "latency"))
 
-    def best_rows(self) -> list[dict[str, Any]]:
-        """One row per candidate: its most thorough successful measurement (full over screen), else its failure."""
+    @property
+    def baseline(self) -> Trial | None:
+        return _trial((self.result or {}).get("baseline"))
+
+    @property
+    def best(self) -> Trial | None:
+        return _trial((self.result or {}).get("best"))
+
+    @property
+    def baseline_final(self) -> Trial | None:
+        return _trial((self.result or {}).get("baseline_final"))
+
+    @property
+    def best_final(self) -> Trial | None:
+        return _trial((self.result or {}).get("best_final"))
+
+    @property
+    def front_keys(self) -> set[str]:
+        return set((self.result or {}).get("front") or [])
+
+    @property
+    def metric_name(self) -> str:
+        for trial in (self.baseline, self.best, *self.trials):
+            if trial is not None and trial.metric is not None:
+                return trial.metric.name
+        return "metric"
+
+    def baseline_metric(self) -> dict[str, float]:
+        """The baseline's metric per rung (drops are taken against the same images)."""
+        base = self.baseline
+        if base is None:
+            return {}
+        return {t.rung: t.metric.value for t in self.trials if t.key == base.key and t.ok and t.metric is not None}
+
+    def drop(self, trial: Trial) -> float | None:
+        """The trial's metric drop against the baseline measured at the same rung (final rungs: the full one)."""
+        refs = self.baseline_metric()
+        ref = refs.get("full") if trial.rung.startswith("final") else refs.get(trial.rung)
+        if ref is None or trial.metric is None:
+            return None
+        return self.budget.drop(ref, trial.metric.value)
+
+    def best_rows(self) -> list[Trial]:
+        """One trial per candidate: its most thorough successful measurement (full over screen), else its failure."""
         order = {"screen": 0, "full": 1}
-        chosen: dict[str, dict[str, Any]] = {}
-        for row in self.trials:
-            if row["rung"].startswith("final"):
+        chosen: dict[str, Trial] = {}
+        for trial in self.trials:
+            if trial.rung.startswith("final"):
                 continue
-            have = chosen.get(row["key"])
-            rank = (row["status"] == "ok", order.get(row["rung"], 0))
-            if have is None or rank > (have["status"] == "ok", order.get(have["rung"], 0)):
-                chosen[row["key"]] = row
+            have = chosen.get(trial.key)
+            rank = (trial.ok, order.get(trial.rung, 0))
+            if have is None or rank > (have.ok, order.get(have.rung, 0)):
+                chosen[trial.key] = trial
         return list(chosen.values())
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU, cores and library versions (cvtune.runtimes.devices when present, else what platform knows)."""
-    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform()}
-    try:
-        from ..runtimes.devices import detect
-
-        report = detect().to_dict()
-        cpu = report.get("cpu", {})
-        info.update(cpu=cpu.get("model"), cpu_features=cpu.get("features"), physical_cores=cpu.get("physical_cores"),
-                    logical_cores=cpu.get("logical_cores"), usable_cores=cpu.get("usable_cores"))
-    except Exception:  # noqa: BLE001 - the report must not fail for want of device facts
-        info.update(cpu=platform.processor() or platform.machine())
-    versions = {}
-    for module in ("cvtune", "cv2", "onnxruntime", "onnx", "numpy", "optuna", "openvino"):
-        try:
-            mod = __import__(module)
-            versions["opencv" if module == "cv2" else module] = getattr(mod, "__version__", "?")
-        except Exception:  # noqa: BLE001 - optional modules
-            continue
-    info["versions"] = versions
-    return info
 
 
 def load_run(out: str | Path) -> RunData:

@@ -1,6 +1,7 @@
 """Per-technique findings computed from the trials: compare candidates that differ in ONE setting only (same
 everything else) and summarize the speed ratio and metric change, e.g. "int8-qoperator was 1.30x slower than
-fp32 on opencv:classic/cpu (3 pairs)". Nothing here is assumed: no pair measured, no finding."""
+fp32 on ONNX Runtime (3 pairs)". The technique axes come from the pass registry (one per slot), so a new pass
+gets findings without a change here. Nothing here is assumed: no pair measured, no finding."""
 
 from __future__ import annotations
 
@@ -9,21 +10,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-# axis -> (reference value, how to name a value)
-AXES = ("runtime", "threads", "input_size", "input_scale", "simplify", "prune_ratio", "sparsity", "quant", "batch")
+from ..passes import slots
+from ..search.records import Trial
 
-
-def _axes(row: dict[str, Any]) -> dict[str, Any]:
-    cand = row["candidate"]
-    rt = dict(cand["runtime"])
-    threads = rt.pop("threads", None)
-    t = cand["transforms"]
-    return {"runtime": _runtime_name(rt), "threads": threads or 0,
-            "input_size": tuple(t["input_size"]) if t.get("input_size") else None,
-            "input_scale": t.get("input_scale", 1.0), "simplify": t.get("simplify", False),
-            "prune_ratio": t.get("prune_ratio", 0.0), "sparsity": t.get("sparsity", 0.0),
-            "quant": t.get("quant", "none"), "batch": cand.get("batch", 1), "instances": cand.get("instances", 1),
-            "debug": t.get("debug", "")}
+FEED_AXES = ("runtime", "threads", "input_size", "input_scale", "batch")
+RUNTIME_CONTEXT = ("threads",)  # axes whose effect is reported per runtime (passes are too)
 
 
 def _runtime_name(rt: dict[str, Any]) -> str:
@@ -35,7 +26,21 @@ def _runtime_name(rt: dict[str, Any]) -> str:
     return str(rt.get("runtime"))
 
 
+def _axes(trial: Trial) -> dict[str, Any]:
+    cand = trial.candidate
+    rt = cand.runtime.to_dict()
+    threads = rt.pop("threads", None)
+    axes: dict[str, Any] = {"runtime": _runtime_name(rt), "threads": threads or 0, "input_size": cand.input_size,
+                            "input_scale": cand.input_scale, "batch": cand.batch, "instances": cand.instances,
+                            "debug": cand.debug}
+    for slot in slots():
+        axes[f"pass:{slot}"] = cand.pass_in(slot)
+    return axes
+
+
 def _value_name(axis: str, value: Any, facts: dict[str, Any]) -> str:
+    if axis.startswith("pass:"):
+        return slots()[axis[5:]][0].off_label if value is None else value.describe()
     if axis == "threads":
         return f"{value} thread{'s' if value != 1 else ''}" if value else "default threads"
     if axis == "input_size":
@@ -45,14 +50,6 @@ def _value_name(axis: str, value: Any, facts: dict[str, Any]) -> str:
         return f"input {value[0]}x{value[1]}"
     if axis == "input_scale":
         return f"resolution scale {value:g}" if value != 1.0 else "the task's own resolution"
-    if axis == "simplify":
-        return "simplified (onnxslim)" if value else "not simplified"
-    if axis == "prune_ratio":
-        return f"{value:.0%} channel pruning" if value else "no pruning"
-    if axis == "sparsity":
-        return f"{value:.0%} sparsity" if value else "dense weights"
-    if axis == "quant":
-        return {"none": "fp32"}.get(value, value)
     if axis == "batch":
         return f"batch {value}"
     return str(value)
@@ -72,46 +69,44 @@ class Finding:
 
 
 def _reference(axis: str, values: set) -> Any:
-    defaults = {"threads": None, "input_size": None, "input_scale": 1.0, "simplify": False, "prune_ratio": 0.0,
-                "sparsity": 0.0, "quant": "none", "batch": 1}
     if axis == "runtime":
         return next((v for v in ("OpenCV new engine", "OpenCV auto engine", "OpenCV classic engine") if v in values),
                     None)
     if axis == "threads":
         return min(values) if values else None
-    return defaults.get(axis)
+    return {"input_scale": 1.0, "batch": 1}.get(axis)  # input_size and every pass slot: None (as given)
 
 
-def compute_findings(rows: list[dict[str, Any]], *, facts: dict[str, Any] | None = None,
+def compute_findings(trials: list[Trial], *, facts: dict[str, Any] | None = None,
                      metric_name: str = "metric") -> list[Finding]:
-    """Findings from successful rows (one per candidate; see RunData.best_rows)."""
+    """Findings from successful trials (one per candidate; see RunData.best_rows)."""
     facts = facts or {}
-    ok = [r for r in rows if r["status"] == "ok" and r.get("p50_ms") and not _axes(r)["debug"]]
-    described = [(r, _axes(r)) for r in ok]
+    ok = [t for t in trials if t.ok and t.timing is not None and not t.candidate.debug]
+    described = [(t, _axes(t)) for t in ok]
     findings: list[Finding] = []
-    for axis in AXES:
+    for axis in (*FEED_AXES, *(f"pass:{slot}" for slot in slots())):
         values = {a[axis] for _, a in described}
         if len(values) < 2:
             continue
         ref = _reference(axis, values)
         if ref not in values:
             continue
-        groups: dict[tuple, dict[Any, dict[str, Any]]] = defaultdict(dict)
-        for row, a in described:
+        groups: dict[tuple, dict[Any, Trial]] = defaultdict(dict)
+        for trial, a in described:
             rest = tuple(sorted((k, str(v)) for k, v in a.items() if k != axis))
-            groups[rest][a[axis]] = row
+            groups[rest][a[axis]] = trial
         per_value: dict[tuple[Any, str], list[tuple[float, float | None]]] = defaultdict(list)
         for members in groups.values():
             if ref not in members:
                 continue
             base = members[ref]
-            for value, row in members.items():
+            for value, trial in members.items():
                 if value == ref:
                     continue
-                context = _axes(row)["runtime"] if axis in ("quant", "simplify", "threads", "prune_ratio") else ""
-                delta = None if row.get("metric") is None or base.get("metric") is None else \
-                    row["metric"] - base["metric"]
-                per_value[(value, context)].append((base["p50_ms"] / row["p50_ms"], delta))
+                context = _axes(trial)["runtime"] if axis.startswith("pass:") or axis in RUNTIME_CONTEXT else ""
+                delta = None if trial.metric is None or base.metric is None else \
+                    trial.metric.value - base.metric.value
+                per_value[(value, context)].append((base.timing.p50_ms / trial.timing.p50_ms, delta))  # type: ignore
         for (value, context), pairs in sorted(per_value.items(), key=lambda kv: str(kv[0])):
             ratio = statistics.median(p for p, _ in pairs)
             deltas = [d for _, d in pairs if d is not None]
@@ -127,12 +122,12 @@ def compute_findings(rows: list[dict[str, Any]], *, facts: dict[str, Any] | None
     return findings
 
 
-def failure_findings(rows: list[dict[str, Any]]) -> list[str]:
+def failure_findings(trials: list[Trial]) -> list[str]:
     """What could not run, grouped by reason (probe rule-outs, crashes, build failures)."""
     reasons: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        if row["status"] != "ok":
-            reasons[(row.get("error") or "unknown")[:200]].append(row["label"])
+    for trial in trials:
+        if not trial.ok:
+            reasons[(trial.error or "unknown")[:200]].append(trial.label)
     lines = []
     for reason, labels in sorted(reasons.items(), key=lambda kv: -len(kv[1])):
         verb = "ruled out" if "probe" in reason else "failed"

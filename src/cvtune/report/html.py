@@ -61,25 +61,24 @@ def render_html(run: RunData) -> str:
     res = run.result or {}
     objective = run.objective
     budget = run.budget
-    base, best = res.get("baseline") or {}, res.get("best") or {}
-    metric_name = base.get("metric_name") or best.get("metric_name") or "metric"
-    front_keys = set(res.get("front") or [])
+    base, best = run.baseline, run.best
+    base_key, best_key = (base.key if base else None), (best.key if best else None)
+    metric_name = run.metric_name
     rows = run.best_rows()
     # y: the metric change against the baseline measured on the same images (screened and re-measured
     # candidates saw different image sets, so raw metrics would not be comparable on one axis)
-    base_metric = {r["rung"]: r["metric"] for r in run.trials if r["key"] == base.get("key") and r["status"] == "ok"}
     scale = 100.0 if budget.relative else 1.0
 
-    def change(row: dict) -> float | None:
-        ref = base_metric.get(row["rung"])
-        return None if ref is None or row.get("metric") is None else -budget.drop(ref, row["metric"]) * scale
+    def change(trial) -> float | None:
+        drop = run.drop(trial)
+        return None if drop is None else -drop * scale
 
-    points = points_from(rows, field=objective.field, front_keys=front_keys, baseline_key=base.get("key"),
-                         best_key=best.get("key"), y=change)
+    points = points_from(rows, objective=objective, front_keys=run.front_keys, baseline_key=base_key,
+                         best_key=best_key, y=change)
     y_label = f"{metric_name} change vs baseline" + (" (%)" if budget.relative else "")
     chart = scatter_svg(points, x_label=f"{objective.field} ({objective.unit})", y_label=y_label,
                         budget_y=-budget.value * scale)
-    screen_rows = [r for r in run.trials if r["rung"] == "screen"]
+    screen_rows = [t for t in run.trials if t.rung == "screen"]
     findings = compute_findings(screen_rows, facts=run.facts, metric_name=metric_name)
     failures = failure_findings(rows)
     verdict = ""
@@ -96,7 +95,7 @@ def render_html(run: RunData) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in TABLE_COLUMNS)
     body = []
     for r in table:
-        cls = r["status"] + (" best" if r["key"] == best.get("key") else "")
+        cls = r["status"] + (" best" if r["key"] == best_key else "")
         body.append(f'<tr class="{escape(cls)}" data-key="{escape(r["key"])}">'
                     + "".join(_cell(c, r.get(c), budget) for c in TABLE_COLUMNS) + "</tr>")
     finding_items = "".join(f"<li>{escape(f.text)}</li>" for f in findings) or \

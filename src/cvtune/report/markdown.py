@@ -8,7 +8,7 @@ import json
 
 from .data import RunData
 from .findings import compute_findings, failure_findings
-from .summary import TABLE_COLUMNS, summary_rows, table_rows
+from .summary import TABLE_COLUMNS, summary_rows, table_row
 
 
 def _md(text: str) -> str:
@@ -16,19 +16,18 @@ def _md(text: str) -> str:
 
 
 def render_markdown(run: RunData) -> str:
-    res = run.result or {}
-    metric_name = (res.get("baseline") or {}).get("metric_name") or "metric"
+    metric_name = run.metric_name
     lines = [f"# cvtune optimize: {run.facts.get('model_name', '')}", "", "| | |", "|---|---|"]
     lines += [f"| {_md(k)} | {_md(v)} |" for k, v in summary_rows(run)]
-    front = set(res.get("front") or [])
-    full = [r for r in run.trials if r["rung"] == "full" and r["key"] in front]
+    front = run.front_keys
+    full = [t for t in run.trials if t.rung == "full" and t.key in front and t.measured]
     if full:
-        field = run.objective.field
+        objective = run.objective
         lines += ["", "## Pareto front (re-measured on the whole evaluation split)", "",
-                  f"| candidate | {field} | {metric_name} |", "|---|---:|---:|"]
-        lines += [f"| {_md(r['label'])} | {r[field]:.6g} | {r['metric']:.4f} |"
-                  for r in sorted(full, key=lambda r: run.objective.sort_key(r[field]))]
-    findings = compute_findings([r for r in run.trials if r["rung"] == "screen"], facts=run.facts,
+                  f"| candidate | {objective.field} | {metric_name} |", "|---|---:|---:|"]
+        lines += [f"| {_md(t.label)} | {objective.value(t):.6g} | {t.metric.value:.4f} |"  # type: ignore[union-attr]
+                  for t in sorted(full, key=lambda t: objective.sort_key(objective.value(t)))]
+    findings = compute_findings([t for t in run.trials if t.rung == "screen"], facts=run.facts,
                                 metric_name=metric_name)
     lines += ["", "## Findings on this machine", ""] + [f"- {_md(f.text)}" for f in findings]
     if not findings:
@@ -43,9 +42,8 @@ def render_csv(run: RunData) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["key", *TABLE_COLUMNS, "candidate"])
-    raw = {(r["key"], r["rung"]): r for r in run.trials}
-    for row in table_rows(run):
-        cand = raw[(row["key"], row["rung"])]["candidate"]
-        writer.writerow([row["key"], *("" if row.get(c) is None else row.get(c) for c in TABLE_COLUMNS),
-                         json.dumps(cand, sort_keys=True)])
+    for trial in run.trials:
+        row = table_row(run, trial)
+        writer.writerow([trial.key, *("" if row.get(c) is None else row.get(c) for c in TABLE_COLUMNS),
+                         json.dumps(trial.candidate.to_dict(), sort_keys=True)])
     return buffer.getvalue()

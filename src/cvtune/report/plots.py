@@ -8,7 +8,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..search.goals import Objective
+    from ..search.records import Trial
 
 WIDTH, HEIGHT = 760, 420
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 34, 50
@@ -115,21 +119,22 @@ def scatter_svg(points: list[Point], *, x_label: str, y_label: str, budget_y: fl
     return "".join(parts)
 
 
-def points_from(rows: list[dict[str, Any]], *, field: str, front_keys: set[str], baseline_key: str | None,
-                best_key: str | None, y: Callable[[dict[str, Any]], float | None] | None = None) -> list[Point]:
-    """One point per row: x = `field`, y = `y(row)` (default: the raw metric)."""
+def points_from(trials: list[Trial], *, objective: Objective, front_keys: set[str], baseline_key: str | None,
+                best_key: str | None, y: Callable[[Trial], float | None] | None = None) -> list[Point]:
+    """One point per trial: x = the objective's value, y = `y(trial)` (default: the raw metric)."""
     points = []
-    for row in rows:
-        value = (y or (lambda r: r.get("metric")))(row)
-        if row["status"] != "ok" or row.get(field) is None or value is None:
+    for trial in trials:
+        value = y(trial) if y is not None else trial.metric_value
+        x = objective.value(trial)
+        if not trial.ok or x is None or value is None:
             continue
-        kind = "full" if row["rung"] == "full" else "screen"
-        if row["key"] in front_keys and row["rung"] == "full":
+        kind = "full" if trial.rung == "full" else "screen"
+        on_front = trial.key in front_keys and trial.rung == "full"
+        if on_front:
             kind = "front"
-        if row["key"] == baseline_key:
+        if trial.key == baseline_key:
             kind = "baseline"
-        if row["key"] == best_key:
+        if trial.key == best_key:
             kind = "best"
-        on_front = row["key"] in front_keys and row["rung"] == "full"
-        points.append(Point(float(row[field]), float(value), row["label"], kind, row["key"], on_front))
+        points.append(Point(float(x), float(value), trial.label, kind, trial.key, on_front))
     return points

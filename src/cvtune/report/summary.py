@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..search.records import Trial
 from .data import RunData
 
 
@@ -11,23 +12,34 @@ def _ms(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2f} ms"
 
 
+def _num(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _metric(trial: Trial) -> str:
+    m = trial.metric
+    return "n/a" if m is None else f"{m.name} {m.value:.4f}"
+
+
 def summary_rows(run: RunData) -> list[tuple[str, str]]:
     """(label, value) pairs, plain text (callers escape for HTML)."""
     res = run.result or {}
     cfg = run.config
     budget = run.budget
-    base, best = res.get("baseline"), res.get("best")
-    base_final, best_final = res.get("baseline_final"), res.get("best_final")
+    base, best = run.baseline, run.best
+    base_final, best_final = run.baseline_final, run.best_final
     rows = [("model", f"{cfg.get('model')}"), ("task / data", f"{cfg.get('task')} on {cfg.get('data')}"),
             ("objective", f"{run.objective.name} ({run.objective.unit}), accuracy budget: at most "
                           f"{budget.describe()} drop" + (" (relative)" if budget.relative else ""))]
+    pre = run.facts.get("preprocessing_source")
+    if pre is not None:
+        rows.append(("preprocessing", pre or "the task's default"))
     if base:
-        rows.append(("baseline", f"{base['label']}: p50 {_ms((base_final or base).get('p50_ms'))}, "
-                                 f"{base.get('metric_name')} {_num(base.get('metric'))} on "
-                                 f"{base.get('n_images')} images"))
+        n = base.metric.n_images if base.metric else "?"
+        rows.append(("baseline", f"{base.label}: p50 {_ms((base_final or base).p50_ms)}, {_metric(base)} on "
+                                 f"{n} images"))
     if best:
-        rows.append(("chosen", f"{best['label']}: p50 {_ms((best_final or best).get('p50_ms'))}, "
-                               f"{best.get('metric_name')} {_num(best.get('metric'))}"))
+        rows.append(("chosen", f"{best.label}: p50 {_ms((best_final or best).p50_ms)}, {_metric(best)}"))
         speed = res.get("speedup")
         rows.append(("speed-up (p50, back to back)", f"{speed:.2f}x" if speed else "n/a"))
         if run.objective.name != "latency" and res.get("gain"):
@@ -53,22 +65,20 @@ def summary_rows(run: RunData) -> list[tuple[str, str]]:
     return rows
 
 
-def _num(v: Any) -> str:
-    return "n/a" if v is None else f"{v:.4f}"
-
-
 TABLE_COLUMNS = ("label", "rung", "status", "p50_ms", "p90_ms", "throughput_ips", "size_bytes", "metric", "drop",
                  "n_images", "seconds", "error")
 
 
+def table_row(run: RunData, trial: Trial) -> dict[str, Any]:
+    """One trial as the table's columns, with its drop against the baseline measured at the same rung."""
+    t, m = trial.timing, trial.metric
+    return {"label": trial.label, "rung": trial.rung, "status": trial.status,
+            "p50_ms": t.p50_ms if t else None, "p90_ms": t.p90_ms if t else None,
+            "throughput_ips": t.throughput_ips if t else None, "size_bytes": trial.size_bytes,
+            "metric": m.value if m else None, "drop": run.drop(trial), "n_images": m.n_images if m else None,
+            "seconds": trial.seconds, "error": trial.error, "key": trial.key}
+
+
 def table_rows(run: RunData) -> list[dict[str, Any]]:
     """Every trial with its drop against the baseline measured at the same rung."""
-    budget = run.budget
-    base_key = ((run.result or {}).get("baseline") or {}).get("key")
-    base_metric = {r["rung"]: r["metric"] for r in run.trials if r["key"] == base_key and r["status"] == "ok"}
-    rows = []
-    for r in run.trials:
-        ref = base_metric.get(r["rung"]) if not r["rung"].startswith("final") else base_metric.get("full")
-        drop = budget.drop(ref, r["metric"]) if ref is not None and r.get("metric") is not None else None
-        rows.append({**{c: r.get(c) for c in TABLE_COLUMNS if c != "drop"}, "drop": drop, "key": r["key"]})
-    return rows
+    return [table_row(run, t) for t in run.trials]

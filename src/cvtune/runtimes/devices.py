@@ -233,3 +233,25 @@ def resolve_target(runtime: Runtime, *, fallback: bool = False) -> tuple[Runtime
             raise RuntimeUnavailable(f"{exc}; pass --fallback to run on the CPU instead") from None
         cpu.check()  # type: ignore[attr-defined]
         return cpu, f"{runtime.label()} is not available ({exc}); using {cpu.label()} instead (--fallback)"
+
+
+def machine_info() -> dict[str, Any]:
+    """What a measurement was taken on: CPU, cores, platform and library versions (stored with every search)."""
+    import sys
+
+    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    try:
+        cpu = cpu_info()
+        info.update(cpu=cpu.model, cpu_features=list(cpu.features), physical_cores=cpu.physical_cores,
+                    logical_cores=cpu.logical_cores, usable_cores=cpu.usable_cores)
+    except Exception:  # noqa: BLE001 - a report must not fail for want of device facts
+        info.update(cpu=platform.processor() or platform.machine())
+    versions = {}
+    for module in ("cvtune", "cv2", "onnxruntime", "onnx", "numpy", "optuna", "openvino"):
+        try:
+            mod = __import__(module)
+        except Exception:  # noqa: BLE001 - optional modules
+            continue
+        versions["opencv" if module == "cv2" else module] = getattr(mod, "__version__", "?")
+    info["versions"] = versions
+    return info

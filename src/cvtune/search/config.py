@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..budget import Budget
 from ..errors import UsageError
-from .goals import Budget, get_objective
+from .goals import get_objective
+from .records import Trial
 from .space import SpaceConfig
 
 
@@ -65,23 +67,23 @@ class OptimizeConfig:
         if self.data_kind:
             args += ["--kind", self.data_kind]
         if self.time_budget_s:
-            args += ["--budget", f"{int(math.ceil(self.time_budget_s))}s"]
+            args += ["--time", f"{int(math.ceil(self.time_budget_s))}s"]
         return shlex.join(args)
 
 
 @dataclass
 class OptimizeResult:
-    """What the search found. Rows are trial dicts from the store (see store.TRIAL_COLUMNS)."""
+    """What the search found, as typed trials (see records.Trial)."""
 
     out: Path
     objective: str
     budget: Budget
-    baseline: dict[str, Any] | None
-    best: dict[str, Any] | None  # the chosen candidate's full-rung row
+    baseline: Trial | None
+    best: Trial | None  # the chosen candidate's full-rung trial
     met_budget: bool
-    baseline_final: dict[str, Any] | None = None
-    best_final: dict[str, Any] | None = None
-    front: list[dict[str, Any]] = field(default_factory=list)
+    baseline_final: Trial | None = None
+    best_final: Trial | None = None
+    front: list[Trial] = field(default_factory=list)
     n_trials: int = 0
     n_failed: int = 0
     n_candidates: int = 0
@@ -98,7 +100,7 @@ class OptimizeResult:
         """Baseline p50 / chosen p50, both from the back-to-back final measurement."""
         if not (self.baseline_final and self.best_final):
             return None
-        return self.baseline_final["p50_ms"] / self.best_final["p50_ms"]
+        return get_objective("latency").gain(self.baseline_final.p50_ms, self.best_final.p50_ms)
 
     @property
     def gain(self) -> float | None:
@@ -107,22 +109,22 @@ class OptimizeResult:
         if not (self.baseline_final and self.best_final):
             return None
         objective = get_objective(self.objective)
-        base, best = objective.value(self.baseline_final), objective.value(self.best_final)
-        if not base or not best:
-            return None
-        return base / best if objective.minimize else best / base
+        return objective.gain(objective.value(self.baseline_final), objective.value(self.best_final))
 
     @property
     def drop(self) -> float | None:
-        if not (self.baseline and self.best) or self.baseline["metric"] is None or self.best["metric"] is None:
+        if not (self.baseline and self.best) or self.baseline.metric is None or self.best.metric is None:
             return None
-        return self.budget.drop(self.baseline["metric"], self.best["metric"])
+        return self.budget.drop(self.baseline.metric.value, self.best.metric.value)
 
     def to_dict(self) -> dict[str, Any]:
+        def trial(t: Trial | None) -> dict[str, Any] | None:
+            return None if t is None else t.to_dict()
+
         return {"out": str(self.out), "objective": self.objective, "budget": self.budget.to_dict(),
-                "baseline": self.baseline, "best": self.best, "met_budget": self.met_budget,
-                "baseline_final": self.baseline_final, "best_final": self.best_final,
-                "speedup": self.speedup, "gain": self.gain, "drop": self.drop, "front": [r["key"] for r in self.front],
+                "baseline": trial(self.baseline), "best": trial(self.best), "met_budget": self.met_budget,
+                "baseline_final": trial(self.baseline_final), "best_final": trial(self.best_final),
+                "speedup": self.speedup, "gain": self.gain, "drop": self.drop, "front": [t.key for t in self.front],
                 "n_trials": self.n_trials, "n_failed": self.n_failed, "n_candidates": self.n_candidates,
                 "strategy": self.strategy, "resumed": self.resumed, "stopped_early": self.stopped_early,
                 "notes": self.notes, "exported": str(self.exported) if self.exported else None,

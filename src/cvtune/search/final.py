@@ -4,68 +4,68 @@ processes, so the reported speed-up is measured in the same run under the same l
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from ..errors import TrialFailed
-from .runner import Rung
-from .space import Candidate
-from .trials import FINAL_ROUNDS, Search
+from ..timing import latency_stats
+from .context import Rung
+from .records import Measurement, Trial
+from .trials import FINAL_ROUNDS, Search, run_child
 
 
-def final_timing(search: Search, baseline: dict[str, Any], best: dict[str, Any], *, rounds: int = 0
-           ) -> tuple[dict | None, dict | None]:
-    """Time the baseline and the chosen candidate back to back, alternating child processes (A B A B A B) so a
-    change in machine load hits both alike; their full-rung metrics are reused. Recorded at rung final:<best key>."""
+def final_timing(search: Search, baseline: Trial, best: Trial, *, rounds: int = 0) -> tuple[Trial | None, Trial | None]:
+    """Time the baseline and the chosen candidate back to back, alternating child processes (A B A B) so a change
+    in machine load hits both alike; their full-rung metrics are reused. Recorded at rung final:<best key>."""
     rounds = rounds or FINAL_ROUNDS
-    name = f"final:{best['key']}"
-    sources = [baseline] if best["key"] == baseline["key"] else [baseline, best]
-    cands = [Candidate.from_dict(r["candidate"]) for r in sources]
-    stored = [search.store.trial(c.key(), name) for c in cands]
+    name = f"final:{best.key}"
+    sources = [baseline] if best.key == baseline.key else [baseline, best]
+    stored = [search.store.trial(t.key, name) for t in sources]
     if all(stored):
-        return _final_pair(search, stored)
-    left = None if search.end is None else search.end - time.monotonic()
+        return _final_pair(search, stored)  # type: ignore[arg-type]
+    left = search.clock.until_end()
     total = search.config.final_min_time_s if left is None else max(0.6, min(search.config.final_min_time_s,
                                                                              (left - 4) / 2))
-    rung = Rung(name, search.rungs["full"].images, warmup=1, min_runs=max(3, 10 // rounds),
+    rung = Rung(name, search.ctx.rungs["full"].images, warmup=1, min_runs=max(3, 10 // rounds),
                 min_time_s=total / rounds)
-    timings: list[list[float]] = [[] for _ in cands]
-    results: list[dict[str, Any] | None] = [None for _ in cands]
-    errors = ["" for _ in cands]
-    paths = [search.model_path(c) for c in cands]
+    times: list[list[float]] = [[] for _ in sources]
+    results: list[dict | None] = [None for _ in sources]
+    errors = ["" for _ in sources]
+    paths = [search.models.path(t.candidate) for t in sources]
     started = time.time()
     for _ in range(rounds):
-        for i, cand in enumerate(cands):
+        for i, source in enumerate(sources):
             if errors[i] or paths[i][0] is None:
                 errors[i] = errors[i] or paths[i][2]
                 continue
             try:
-                result = search.run_child(cand, paths[i][0], rung, measure_metric=False,
-                                          timeout=search.config.trial_timeout_s)
+                result = run_child(search.ctx, source.candidate, paths[i][0], rung, measure_metric=False,
+                                   timeout=search.config.trial_timeout_s)
             except TrialFailed as exc:
                 errors[i] = str(exc)
                 continue
-            timings[i] += result["timing"].get("times_ms", [])
+            times[i] += list(result["timing"].get("times_ms") or [])
             results[i] = result
     rows = []
-    for i, (cand, source) in enumerate(zip(cands, sources, strict=True)):
-        row = {"key": cand.key(), "rung": name, "candidate": cand.to_dict(), "label": cand.label(),
-               "started": started, "details": {"metric_key": source["details"].get("metric_key"),
-                                               "model_key": paths[i][1], "input_shape": search.input_shape(cand),
-                                               "rounds": rounds}}
-        if errors[i] or results[i] is None:
-            rows.append(search._record(row, "failed", errors[i] or "not measured"))
+    for i, source in enumerate(sources):
+        base = Trial(source.candidate, name, "failed", model_key=paths[i][1], metric_key=source.metric_key,
+                     input_shape=source.input_shape, rung_images=rung.images, started=started,
+                     extra={"rounds": rounds})
+        result = results[i]
+        if errors[i] or result is None:
+            rows.append(search.runner.record(base.with_(error=errors[i] or "not measured")))
             continue
-        timing = results[i]["timing"]
-        merged = {**results[i], "timing": timing if "throughput" in timing else {**timing, "times_ms": timings[i]}}
-        known = {k: source[k] for k in ("metric", "metric_ci_low", "metric_ci_high", "metric_name", "n_images",
-                                        "key", "rung", "metric_from")}
-        rows.append(search._finish(row, cand, paths[i][0], paths[i][1], merged, known))
+        timing = Measurement.from_dict(result["timing"])
+        if times[i]:  # merge the rounds: one set of statistics over every run of this candidate
+            stats = latency_stats(times[i], source.candidate.batch)
+            timing = Measurement(stats.p50_ms, stats.p90_ms, stats.mean_ms, stats.throughput_ips, stats.runs,
+                                 timing.load_ms, timing.peak_rss_mb, timing.timing_shapes, tuple(times[i]))
+        rows.append(search.runner.record(base.with_(status="ok", timing=timing, metric=source.metric,
+                                                    size_bytes=source.size_bytes, seconds=result["seconds"])))
     return _final_pair(search, rows)
 
 
-def _final_pair(search: Search, rows: list[dict[str, Any]]) -> tuple[dict | None, dict | None]:
-    if any(r["status"] != "ok" for r in rows):
-        errors = "; ".join(r["error"] for r in rows if r["error"])
+def _final_pair(search: Search, rows: list[Trial]) -> tuple[Trial | None, Trial | None]:
+    if any(not r.ok for r in rows):
+        errors = "; ".join(r.error for r in rows if r.error)
         search.notes.append(f"the final back-to-back timing failed: {errors}")
         return None, None
     return rows[0], rows[-1]

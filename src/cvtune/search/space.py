@@ -1,26 +1,26 @@
-"""The search space: a Candidate is which transforms to apply to the model (simplification, channel pruning,
-sparsity, quantization, input size) plus how to run it (runtime settings, batch, instances).
+"""The search space: a Candidate is which passes to apply to the model (cvtune.passes), how to feed it (input
+size or a scale of the task's own resizing) and how to run it (runtime settings, batch, instances).
 
 Candidates are frozen, hashable and JSON-serializable; `Candidate.key()` (sha256 of canonical JSON) is what the
-trial store keys on, so a finished candidate is never measured twice. `Transforms.model_key()` names the model
-file a transform tuple produces, so candidates that differ only in runtime settings share one built model.
+trial store keys on, so a finished candidate is never measured twice. `Candidate.model_key()` names the model
+file its passes produce, so candidates that differ only in runtime settings share one built model.
+The techniques come from the pass registry: a registered pass enters the space through `SpaceConfig.transforms`
+without any change here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import itertools
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import UsageError
+from ..passes import PASSES, ChannelPrune, Int8Static, Pass, Simplify, pass_choice, pass_from_dict
 from ..runtimes import RUNTIMES, Runtime, make_runtime, runtime_from_dict
 
-QUANT_VARIANTS = ("none", "fp16", "int8-qdq", "int8-qoperator", "int8-dynamic")
-PRUNE_IMPORTANCE = ("l1", "l2", "bn", "activation")
 # Test-only failure injection. Honoured only when CVTUNE_TEST_HOOKS=1 is set, so users cannot hit it by accident.
 DEBUG_HOOKS = ("", "abort", "hang")
 TEST_HOOKS_ENV = "CVTUNE_TEST_HOOKS"
@@ -38,29 +38,29 @@ def test_hooks_enabled() -> bool:
     return os.environ.get(TEST_HOOKS_ENV) == "1"
 
 
-@dataclass(frozen=True)
-class Transforms:
-    """What is done to the model file before it runs. The all-default Transforms is the model as given."""
+Transforms = tuple[Pass, ...]  # the passes of a candidate, in build order
 
-    simplify: bool = False  # onnxslim (with static shapes when input_size is fixed)
-    prune_ratio: float = 0.0  # structured channel pruning: fraction of prunable channels removed
-    prune_importance: str = "l1"
-    sparsity: float = 0.0  # unstructured magnitude sparsity (helps compressed size, not dense speed)
-    quant: str = "none"
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration to measure: passes + input feeding + runtime settings (threads live in the runtime)."""
+
+    passes: Transforms = ()
+    runtime: Runtime = field(default_factory=lambda: make_runtime("opencv"))
     input_size: tuple[int, int] | None = None  # (H, W) fed to the model; None = the task's own resizing
     input_scale: float = 1.0  # scale of the task's own (aspect-preserving) resizing; see TASK_SCALE_OPTIONS
+    batch: int = 1
+    instances: int = 1
     debug: str = ""  # test-only failure injection (see DEBUG_HOOKS)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.prune_ratio < 1:
-            raise UsageError(f"prune ratio must be in [0, 1) (got {self.prune_ratio})")
-        if not 0 <= self.sparsity < 1:
-            raise UsageError(f"sparsity must be in [0, 1) (got {self.sparsity})")
-        if self.quant not in QUANT_VARIANTS:
-            raise UsageError(f"unknown quantization '{self.quant}'; choose one of: {', '.join(QUANT_VARIANTS)}")
-        if self.prune_importance not in PRUNE_IMPORTANCE:
-            raise UsageError(f"unknown pruning importance '{self.prune_importance}'; choose one of: "
-                             f"{', '.join(PRUNE_IMPORTANCE)}")
+        passes = tuple(sorted(self.passes, key=lambda p: (p.order, p.name)))
+        object.__setattr__(self, "passes", passes)
+        slots = [p.slot for p in passes]
+        if len(set(slots)) != len(slots):
+            raise UsageError(f"one technique per kind: {', '.join(p.label() for p in passes)} share a slot")
+        if self.batch < 1 or self.instances < 1:
+            raise UsageError(f"batch and instances must be >= 1 (got {self.batch}, {self.instances})")
         if self.debug not in DEBUG_HOOKS:
             raise UsageError(f"unknown debug hook '{self.debug}'")
         if self.input_size is not None:
@@ -69,84 +69,40 @@ class Transforms:
             raise UsageError(f"input scale must be in [0.1, 2] (got {self.input_scale})")
         if self.input_size is not None and self.input_scale != 1.0:
             raise UsageError("give either a fixed input size or a scale of the task's resizing, not both")
-        if not self.prune_ratio:  # importance means nothing without pruning: keep keys canonical
-            object.__setattr__(self, "prune_importance", "l1")
 
     @property
     def static(self) -> bool:
-        """Simplification fixes the input shape when the size is known: the graph then loses its Shape ops."""
-        return self.simplify and self.input_size is not None
+        """A pass that fixes shapes (simplification) with a fixed input size builds a model for that size."""
+        return self.input_size is not None and any(p.fixes_shape for p in self.passes)
 
-    def touches_model(self) -> bool:
-        return bool(self.simplify or self.prune_ratio or self.sparsity or self.quant != "none")
+    def pass_in(self, slot: str) -> Pass | None:
+        return next((p for p in self.passes if p.slot == slot), None)
 
     def model_fields(self) -> dict[str, Any]:
-        """Only what changes the model file (input size matters only for static shapes)."""
-        data: dict[str, Any] = {"simplify": self.simplify, "prune_ratio": self.prune_ratio,
-                                "prune_importance": self.prune_importance if self.prune_ratio else "",
-                                "sparsity": self.sparsity, "quant": self.quant}
-        data["static_size"] = list(self.input_size) if self.static else None
-        return data
+        """Only what changes the model file (the input size matters only for static shapes)."""
+        return {"passes": [p.to_dict() for p in self.passes],
+                "static_size": list(self.input_size) if self.static else None}
 
     def model_key(self, source_hash: str) -> str:
         return short_hash({"source": source_hash, **self.model_fields()})
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["input_size"] = list(self.input_size) if self.input_size else None
-        if not self.debug:
-            data.pop("debug")
-        if self.input_scale == 1.0:  # keep keys of candidates without a scale as they were
-            data.pop("input_scale")
+        data: dict[str, Any] = {"passes": [p.to_dict() for p in self.passes], "runtime": self.runtime.to_dict(),
+                                "input_size": list(self.input_size) if self.input_size else None,
+                                "batch": self.batch, "instances": self.instances}
+        if self.input_scale != 1.0:
+            data["input_scale"] = self.input_scale
+        if self.debug:
+            data["debug"] = self.debug
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Transforms:
-        data = dict(data)
-        if data.get("input_size"):
-            data["input_size"] = tuple(data["input_size"])
-        return cls(**data)
-
-    def label(self) -> str:
-        parts = []
-        if self.input_size:
-            parts.append(f"{self.input_size[0]}x{self.input_size[1]}")
-        if self.input_scale != 1.0:
-            parts.append(f"scale {self.input_scale:g}")
-        if self.simplify:
-            parts.append("static+slim" if self.static else "slim")
-        if self.prune_ratio:
-            parts.append(f"prune {self.prune_ratio:g} {self.prune_importance}")
-        if self.sparsity:
-            parts.append(f"sparse {self.sparsity:g}")
-        if self.quant != "none":
-            parts.append(self.quant)
-        if self.debug:
-            parts.append(f"debug:{self.debug}")
-        return ", ".join(parts) or "as given"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One configuration to measure: transforms + runtime settings (threads live in the runtime)."""
-
-    transforms: Transforms = field(default_factory=Transforms)
-    runtime: Runtime = field(default_factory=lambda: make_runtime("opencv"))
-    batch: int = 1
-    instances: int = 1
-
-    def __post_init__(self) -> None:
-        if self.batch < 1 or self.instances < 1:
-            raise UsageError(f"batch and instances must be >= 1 (got {self.batch}, {self.instances})")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"transforms": self.transforms.to_dict(), "runtime": self.runtime.to_dict(), "batch": self.batch,
-                "instances": self.instances}
-
-    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
-        return cls(Transforms.from_dict(data.get("transforms", {})), runtime_from_dict(data["runtime"]),
-                   int(data.get("batch", 1)), int(data.get("instances", 1)))
+        return cls(passes=tuple(pass_from_dict(p) for p in data.get("passes", ())),
+                   runtime=runtime_from_dict(data["runtime"]),
+                   input_size=tuple(data["input_size"]) if data.get("input_size") else None,
+                   input_scale=float(data.get("input_scale", 1.0)), batch=int(data.get("batch", 1)),
+                   instances=int(data.get("instances", 1)), debug=data.get("debug", ""))
 
     def key(self) -> str:
         return short_hash(self.to_dict())
@@ -155,52 +111,50 @@ class Candidate:
         """Candidates with equal metric_key compute the same outputs: threads, batch and instances do not change
         what a model computes, so their accuracy is measured once and shared."""
         runtime = {k: v for k, v in self.runtime.to_dict().items() if k not in ("threads", "inter_threads")}
-        return short_hash({"model": self.transforms.model_key(source_hash), "runtime": runtime,
-                           "input_size": list(self.transforms.input_size or ()) or None,
-                           "input_scale": self.transforms.input_scale,
-                           "debug": self.transforms.debug})
+        return short_hash({"model": self.model_key(source_hash), "runtime": runtime,
+                           "input_size": list(self.input_size or ()) or None, "input_scale": self.input_scale,
+                           "debug": self.debug})
+
+    def transforms_label(self) -> str:
+        parts = []
+        if self.input_size:
+            parts.append(f"{self.input_size[0]}x{self.input_size[1]}")
+        if self.input_scale != 1.0:
+            parts.append(f"scale {self.input_scale:g}")
+        for p in self.passes:
+            parts.append("static+slim" if p.fixes_shape and self.static else p.label())
+        if self.debug:
+            parts.append(f"debug:{self.debug}")
+        return ", ".join(parts) or "as given"
 
     def label(self) -> str:
-        extra = []
-        if self.batch > 1:
-            extra.append(f"b{self.batch}")
-        if self.instances > 1:
-            extra.append(f"x{self.instances}")
-        return " ".join([self.runtime.label(), *extra]) + f" | {self.transforms.label()}"
+        extra = [f"b{self.batch}"] * (self.batch > 1) + [f"x{self.instances}"] * (self.instances > 1)
+        return " ".join([self.runtime.label(), *extra]) + f" | {self.transforms_label()}"
 
 
 def baseline_candidate() -> Candidate:
     """The model as given, run the way the article runs it: OpenCV DNN with its defaults."""
-    return Candidate(Transforms(), make_runtime("opencv"))
+    return Candidate((), make_runtime("opencv"))
 
 
-# ------------------------------------------------------------------------------------------ techniques
+# ------------------------------------------------------------------------------------------ the space
+
+Choices = tuple[tuple[str, tuple[Pass | None, ...]], ...]  # (slot, the values it takes; None = off)
 
 
-def module_available(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+def _choices_to_dict(choices: Choices) -> dict[str, list[dict | None]]:
+    return {slot: [None if p is None else p.to_dict() for p in values] for slot, values in choices}
 
 
-# technique -> module that implements it; a technique whose module is missing is left out of the space.
-TECHNIQUE_MODULES: dict[str, str] = {
-    "simplify": "cvtune.prepare",
-    "prune": "cvtune.compress.channels",
-    "sparsify": "cvtune.compress.sparsify",
-    "quantize": "cvtune.quantize",
-    "input_size": "cvtune.tasks",
-}
-
-
-def available_techniques() -> dict[str, bool]:
-    return {name: module_available(module) for name, module in TECHNIQUE_MODULES.items()}
+def _choices_from_dict(data: dict[str, list]) -> Choices:
+    return tuple((slot, tuple(None if p is None else pass_from_dict(p) for p in values))
+                 for slot, values in data.items())
 
 
 @dataclass(frozen=True)
 class SpaceConfig:
-    """Which values each axis of the space takes. Empty tuples mean "this technique is off"."""
+    """Which values each axis of the space takes. `transforms` lists, per pass slot, the passes to try
+    (None = that slot off); slots not listed are off."""
 
     runtimes: tuple[str, ...] = ("opencv", "ort")  # families; opencv expands to each available engine
     opencv_engines: tuple[str, ...] = ("new", "classic")
@@ -209,11 +163,8 @@ class SpaceConfig:
     keep_task_resize: bool = True  # also try the task's own per-image resizing (input_size None)
     fixed_sizes: bool | None = None  # fixed (H, W) sizes from input_scales; None = only for tasks without a
     #                                  resolution option (TASK_SCALE_OPTIONS), whose own resizing keeps aspect
-    simplify: tuple[bool, ...] = (False, True)
-    prune_ratios: tuple[float, ...] = (0.0, 0.25)
-    prune_importance: str = "l1"
-    sparsity: tuple[float, ...] = (0.0,)
-    quant: tuple[str, ...] = ("none", "int8-qoperator")
+    transforms: Choices = (("simplify", (None, Simplify())), ("prune", (None, ChannelPrune(0.25, "l1"))),
+                           ("precision", (None, Int8Static("qoperator"))))
     batches: tuple[int, ...] = (1,)
     instances: tuple[int, ...] = (1,)
     debug: tuple[str, ...] = ()  # test hooks, e.g. ("abort",): adds candidates that crash on purpose
@@ -224,21 +175,58 @@ class SpaceConfig:
             raise UsageError(f"unknown runtime '{unknown[0]}'; choose from: {', '.join(RUNTIMES)}")
         if not self.runtimes:
             raise UsageError("the search needs at least one runtime (e.g. --runtimes opencv,ort)")
-        for q in self.quant:
-            if q not in QUANT_VARIANTS:
-                raise UsageError(f"unknown quantization '{q}'; choose from: {', '.join(QUANT_VARIANTS)}")
         for scale in self.input_scales:
             if not 0.1 <= scale <= 2:
                 raise UsageError(f"input scale {scale} is outside [0.1, 2]")
+        for slot, values in self.transforms:
+            for p in values:
+                if p is not None and p.slot != slot:
+                    raise UsageError(f"technique {p.label()} belongs to '{p.slot}', not '{slot}'")
         if self.debug and not test_hooks_enabled():
             raise UsageError(f"debug hooks are for cvtune's own tests (set {TEST_HOOKS_ENV}=1)")
 
+    def slot_values(self, slot: str) -> tuple[Pass | None, ...]:
+        return next((values for s, values in self.transforms if s == slot), (None,))
+
+    def with_slot(self, slot: str, values: tuple[Pass | None, ...]) -> SpaceConfig:
+        """The same space with `slot` taking `values` (added when missing)."""
+        rest = tuple((s, v) for s, v in self.transforms if s != slot)
+        return replace(self, transforms=(*rest, (slot, tuple(values))))
+
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {"runtimes": list(self.runtimes), "opencv_engines": list(self.opencv_engines),
+                "threads": list(self.threads), "input_scales": list(self.input_scales),
+                "keep_task_resize": self.keep_task_resize, "fixed_sizes": self.fixed_sizes,
+                "transforms": _choices_to_dict(self.transforms), "batches": list(self.batches),
+                "instances": list(self.instances), "debug": list(self.debug)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpaceConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "transforms"}
+        if "transforms" in data:
+            values["transforms"] = _choices_from_dict(data["transforms"])
+        return cls(**values)
+
+
+def slot_choices(slot: str, texts: str, *, like: Pass | None = None) -> tuple[Pass | None, ...]:
+    """CLI lists into a slot's values: '0,0.25' for pruning ratios (settings taken from `like`), or technique
+    names such as 'none,int8-qdq,fp16'."""
+    values: list[Pass | None] = []
+    for text in (t.strip() for t in texts.split(",") if t.strip()):
+        try:
+            number = float(text)
+        except ValueError:
+            values.append(pass_choice(text, slot))
+            continue
+        if number == 0:
+            values.append(None)
+        elif like is not None and hasattr(like, "ratio"):
+            values.append(replace(like, ratio=number))
+        elif like is not None and hasattr(like, "sparsity"):
+            values.append(replace(like, sparsity=number))
+        else:
+            raise UsageError(f"'{text}' is a number, but the {slot} techniques are named: e.g. none,int8-qdq")
+    return tuple(dict.fromkeys(values)) or (None,)
 
 
 def space_preset(name: str, **overrides: Any) -> SpaceConfig:
@@ -248,18 +236,23 @@ def space_preset(name: str, **overrides: Any) -> SpaceConfig:
     return replace(SPACE_PRESETS[name](), **overrides)
 
 
+def _prune(ratio: float, importance: str) -> ChannelPrune:
+    return ChannelPrune(ratio=ratio, importance=importance)
+
+
 SPACE_PRESETS: dict[str, Any] = {
     # The levers that pay off on a CPU in minutes: runtime, resolution, channel pruning; all cores for latency.
     # Activation importance + reconstruction (with the layers nearest the output kept dense) keeps hmean within
     # 1% at 20-30% pruning on PP-OCRv4 det where L1 at 10% lost 8%; the task's resize only upscales, so smaller
     # scales bought little speed and cost hmean.
-    "quick": lambda: SpaceConfig(opencv_engines=("new",), threads=(max(default_threads()),), simplify=(False,),
-                                 input_scales=(1.0,), prune_ratios=(0.0, 0.2, 0.3), prune_importance="activation",
-                                 quant=("none",)),
+    "quick": lambda: SpaceConfig(opencv_engines=("new",), threads=(max(default_threads()),), input_scales=(1.0,),
+                                 transforms=(("prune", (None, _prune(0.2, "activation"), _prune(0.3, "activation"))),
+                                             )),
     "default": SpaceConfig,
     # Everything: both OpenCV engines, every int8/fp16 variant, more pruning; large, so optuna samples it.
-    "full": lambda: SpaceConfig(prune_ratios=(0.0, 0.25, 0.5), quant=("none", "fp16", "int8-qdq", "int8-qoperator"),
-                                input_scales=(1.0, 0.875, 0.75, 0.625, 0.5)),
+    "full": lambda: SpaceConfig(input_scales=(1.0, 0.875, 0.75, 0.625, 0.5), transforms=(
+        ("simplify", (None, Simplify())), ("prune", (None, _prune(0.25, "l1"), _prune(0.5, "l1"))),
+        ("precision", (None, PASSES["fp16"](), Int8Static("qdq"), Int8Static("qoperator"))))),
 }
 
 
@@ -334,54 +327,57 @@ def runtime_choices(config: SpaceConfig, threads: tuple[int, ...]) -> list[Runti
     return choices
 
 
-def space_axes(config: SpaceConfig, facts: ModelFacts, *, techniques: dict[str, bool] | None = None,
-               objective: str = "latency") -> dict[str, list[Any]]:
-    """Each axis of the space with its values. Techniques whose module is missing are left out; unstructured
-    sparsity only enters for the size objective (zeros do not make dense kernels faster)."""
-    have = techniques if techniques is not None else available_techniques()
+def transform_axes(config: SpaceConfig, *, objective: str = "latency") -> dict[str, list[Pass | None]]:
+    """One axis per pass slot: the configured passes whose modules are installed and that serve `objective`."""
+    axes: dict[str, list[Pass | None]] = {}
+    for slot, values in config.transforms:
+        kept = [p for p in values if p is None or (type(p).available() and objective in p.objectives)]
+        if any(p is not None for p in kept):
+            axes[f"pass:{slot}"] = list(dict.fromkeys(kept))
+    return axes
+
+
+def space_axes(config: SpaceConfig, facts: ModelFacts, *, objective: str = "latency") -> dict[str, list[Any]]:
+    """Each axis of the space with its values."""
     threads = config.threads or default_threads()
     return {
         "runtime": runtime_choices(config, threads),
-        "input_size": input_sizes(config, facts) if have.get("input_size", True) else [None],
-        "input_scale": input_scales(config, facts) if have.get("input_size", True) else [1.0],
-        "simplify": list(config.simplify if have.get("simplify", True) else (False,)) or [False],
-        "prune_ratio": list(config.prune_ratios if have.get("prune") else (0.0,)) or [0.0],
-        "sparsity": list(config.sparsity if (have.get("sparsify") and objective == "size") else (0.0,)) or [0.0],
-        "quant": list(config.quant if have.get("quantize") else ("none",)) or ["none"],
+        "input_size": input_sizes(config, facts),
+        "input_scale": input_scales(config, facts),
+        **transform_axes(config, objective=objective),
         "batch": list(config.batches if facts.dynamic_batch else (1,)) or [1],
         "instances": list(config.instances) or [1],
     }
 
 
-def candidate_from(values: dict[str, Any], *, prune_importance: str = "l1") -> Candidate | None:
+def candidate_from(values: dict[str, Any]) -> Candidate | None:
     """The candidate for one value per axis, or None for a combination that cannot exist (static shapes fix the
     batch at 1, so a static model cannot take a bigger batch; a fixed size and a resize scale exclude each other)."""
     if values["input_size"] is not None and float(values.get("input_scale", 1.0)) != 1.0:
         return None
-    transforms = Transforms(simplify=bool(values["simplify"]), prune_ratio=float(values["prune_ratio"]),
-                            prune_importance=prune_importance, sparsity=float(values["sparsity"]),
-                            quant=values["quant"], input_size=values["input_size"],
-                            input_scale=float(values.get("input_scale", 1.0)))
-    if transforms.static and values["batch"] > 1:
+    passes = tuple(v for k, v in values.items() if k.startswith("pass:") and v is not None)
+    cand = Candidate(passes, values["runtime"], input_size=values["input_size"],
+                     input_scale=float(values.get("input_scale", 1.0)), batch=int(values["batch"]),
+                     instances=int(values["instances"]))
+    if cand.static and cand.batch > 1:
         return None
-    return Candidate(transforms, values["runtime"], int(values["batch"]), int(values["instances"]))
+    return cand
 
 
-def build_space(config: SpaceConfig, facts: ModelFacts, *, techniques: dict[str, bool] | None = None,
-                objective: str = "latency") -> list[Candidate]:
+def build_space(config: SpaceConfig, facts: ModelFacts, *, objective: str = "latency") -> list[Candidate]:
     """Every candidate of the space (the product of its axes), in a fixed order, plus any test hooks."""
-    axes = space_axes(config, facts, techniques=techniques, objective=objective)
+    axes = space_axes(config, facts, objective=objective)
     names = list(axes)
     seen: set[str] = set()
     out: list[Candidate] = []
     for combo in itertools.product(*(axes[n] for n in names)):
-        cand = candidate_from(dict(zip(names, combo, strict=True)), prune_importance=config.prune_importance)
+        cand = candidate_from(dict(zip(names, combo, strict=True)))
         if cand is not None and cand.key() not in seen:
             seen.add(cand.key())
             out.append(cand)
     threads = config.threads or default_threads()
     for hook in config.debug:
-        cand = Candidate(replace(Transforms(), debug=hook), make_runtime("ort", threads=threads[0]))
+        cand = Candidate((), make_runtime("ort", threads=threads[0]), debug=hook)
         if cand.key() not in seen:
             seen.add(cand.key())
             out.append(cand)

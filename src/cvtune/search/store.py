@@ -1,8 +1,8 @@
 """The trial store: OUT/trials.sqlite. Every finished trial is committed in its own transaction before the next
 one starts, so a killed search loses at most the trial that was running, and a rerun resumes from the store.
 
-Tables: meta (what run this folder holds), trials (one row per candidate per rung, UNIQUE), models (built
-transform outputs), probes (which runtime loads which built model).
+Tables: meta (what run this folder holds), trials (one typed record per candidate per rung, UNIQUE), models
+(built pass outputs), probes (which runtime loads which built model).
 """
 
 from __future__ import annotations
@@ -16,31 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CvtuneError, UsageError
+from .records import BuiltModel, Trial
 
 STORE_NAME = "trials.sqlite"
-FORMAT = "cvtune-optimize/1"
+# Version 2: trials are typed records (records.Trial) and candidates carry registered passes. A store written by
+# another format is refused with the reason (its candidates do not mean the same thing any more).
+FORMAT = "cvtune-optimize/2"
 # Files and folders a cvtune optimize run writes into OUT; anything else there means OUT is not ours.
 OWN_ENTRIES = {STORE_NAME, f"{STORE_NAME}-journal", f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", "models", "best",
                "report.html", "report.md", "trials.csv", "summary.json", "optimize.log"}
-
-TRIAL_COLUMNS = ("key", "rung", "candidate", "label", "status", "error", "p50_ms", "p90_ms", "mean_ms",
-                 "throughput_ips", "size_bytes", "metric", "metric_ci_low", "metric_ci_high", "metric_name",
-                 "n_images", "metric_from", "details", "started", "finished", "seconds")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL, rung TEXT NOT NULL, candidate TEXT NOT NULL, label TEXT NOT NULL,
-    status TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
-    p50_ms REAL, p90_ms REAL, mean_ms REAL, throughput_ips REAL, size_bytes INTEGER,
-    metric REAL, metric_ci_low REAL, metric_ci_high REAL, metric_name TEXT, n_images INTEGER,
-    metric_from TEXT NOT NULL DEFAULT '', details TEXT NOT NULL DEFAULT '{}',
-    started REAL, finished REAL, seconds REAL,
+    key TEXT NOT NULL, rung TEXT NOT NULL, status TEXT NOT NULL, metric_key TEXT NOT NULL DEFAULT '',
+    has_metric INTEGER NOT NULL DEFAULT 0, record TEXT NOT NULL,
     UNIQUE (key, rung)
 );
 CREATE TABLE IF NOT EXISTS models (
-    model_key TEXT PRIMARY KEY, transforms TEXT NOT NULL, path TEXT NOT NULL, status TEXT NOT NULL,
+    model_key TEXT PRIMARY KEY, passes TEXT NOT NULL, path TEXT NOT NULL, status TEXT NOT NULL,
     error TEXT NOT NULL DEFAULT '', info TEXT NOT NULL DEFAULT '{}', seconds REAL
 );
 CREATE TABLE IF NOT EXISTS probes (
@@ -93,8 +88,9 @@ class Store:
                     conn.execute("INSERT INTO meta VALUES ('format', ?)", (json.dumps(FORMAT),))
                     conn.execute("INSERT INTO meta VALUES ('created', ?)", (json.dumps(time.time()),))
                 elif json.loads(fmt[0]) != FORMAT:
-                    raise UsageError(f"{path} was written by another cvtune version ({json.loads(fmt[0])}); "
-                                     f"use a new -o folder")
+                    raise UsageError(f"{path} holds a search in format {json.loads(fmt[0])} (an older cvtune); "
+                                     f"this cvtune writes {FORMAT} and cannot resume it: choose a new -o folder "
+                                     f"(the old report.html there stays readable)")
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise UsageError(f"{path} is not a readable trial store ({exc}); move it away or choose another -o") \
@@ -136,58 +132,45 @@ class Store:
         return True
 
     # ---- trials ------------------------------------------------------------------------------------
-    def record_trial(self, row: dict[str, Any]) -> None:
-        """Commit one finished trial (INSERT; a (key, rung) already present is an error: never measure twice)."""
-        values = {c: row.get(c) for c in TRIAL_COLUMNS}
-        values["candidate"] = json.dumps(row["candidate"], sort_keys=True) if isinstance(row["candidate"], dict) \
-            else row["candidate"]
-        values["details"] = json.dumps(row.get("details") or {}, default=str)
-        values["error"] = row.get("error") or ""
-        values["metric_from"] = row.get("metric_from") or ""
-        values["finished"] = row.get("finished") or time.time()
+    def record_trial(self, trial: Trial) -> None:
+        """Commit one trial; a (candidate, rung) pair is recorded once (UNIQUE), so a resume never doubles it."""
+        record = json.dumps(trial.to_dict(), default=str)
         with _transaction(self.conn):
-            self.conn.execute(f"INSERT INTO trials ({', '.join(TRIAL_COLUMNS)}) VALUES "
-                              f"({', '.join('?' * len(TRIAL_COLUMNS))})", [values[c] for c in TRIAL_COLUMNS])
+            self.conn.execute("INSERT INTO trials (key, rung, status, metric_key, has_metric, record) "
+                              "VALUES (?, ?, ?, ?, ?, ?)",
+                              (trial.key, trial.rung, trial.status, trial.metric_key,
+                               int(trial.ok and trial.metric is not None), record))
 
-    def trial(self, key: str, rung: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM trials WHERE key=? AND rung=?", (key, rung)).fetchone()
-        return _row(row) if row else None
+    def trial(self, key: str, rung: str) -> Trial | None:
+        row = self.conn.execute("SELECT record FROM trials WHERE key=? AND rung=?", (key, rung)).fetchone()
+        return Trial.from_dict(json.loads(row[0])) if row else None
 
-    def trials(self, rung: str | None = None) -> list[dict[str, Any]]:
-        query = "SELECT * FROM trials" + (" WHERE rung=?" if rung else "") + " ORDER BY id"
-        return [_row(r) for r in self.conn.execute(query, (rung,) if rung else ())]
+    def trials(self, rung: str | None = None) -> list[Trial]:
+        query = "SELECT record FROM trials" + (" WHERE rung=?" if rung else "") + " ORDER BY id"
+        return [Trial.from_dict(json.loads(r[0])) for r in self.conn.execute(query, (rung,) if rung else ())]
 
-    def metric_for(self, metric_key: str, rung: str) -> dict[str, Any] | None:
+    def metric_for(self, metric_key: str, rung: str) -> Trial | None:
         """A finished trial at `rung` that measured the metric for this metric_key (its outputs are the same)."""
-        for row in self.trials(rung):
-            if row["status"] == "ok" and row["details"].get("metric_key") == metric_key and \
-                    row["metric"] is not None:
-                return row
-        return None
+        row = self.conn.execute("SELECT record FROM trials WHERE metric_key=? AND rung=? AND has_metric=1 "
+                                "ORDER BY id LIMIT 1", (metric_key, rung)).fetchone()
+        return Trial.from_dict(json.loads(row[0])) if row else None
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
 
     # ---- built models and probes ----------------------------------------------------------------------
-    def record_model(self, model_key: str, transforms: dict, path: str, status: str, error: str = "",
-                     info: dict | None = None, seconds: float = 0.0) -> None:
+    def record_model(self, model: BuiltModel) -> None:
         with _transaction(self.conn):
             self.conn.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              (model_key, json.dumps(transforms, sort_keys=True), path, status, error,
-                               json.dumps(info or {}, default=str), seconds))
+                              (model.model_key, json.dumps(list(model.passes), sort_keys=True), model.path,
+                               model.status, model.error, json.dumps(model.info, default=str), model.seconds))
 
-    def model(self, model_key: str) -> dict[str, Any] | None:
+    def model(self, model_key: str) -> BuiltModel | None:
         row = self.conn.execute("SELECT * FROM models WHERE model_key=?", (model_key,)).fetchone()
-        if row is None:
-            return None
-        data = dict(row)
-        data["transforms"] = json.loads(data["transforms"])
-        data["info"] = json.loads(data["info"])
-        return data
+        return _built(row) if row else None
 
-    def models(self) -> list[dict[str, Any]]:
-        keys = [r[0] for r in self.conn.execute("SELECT model_key FROM models ORDER BY rowid")]
-        return [m for m in (self.model(k) for k in keys) if m]
+    def models(self) -> list[BuiltModel]:
+        return [_built(r) for r in self.conn.execute("SELECT * FROM models ORDER BY rowid")]
 
     def record_probe(self, model_key: str, runtime: str, ok: bool, error: str = "") -> None:
         with _transaction(self.conn):
@@ -197,6 +180,11 @@ class Store:
         row = self.conn.execute("SELECT ok, error FROM probes WHERE model_key=? AND runtime=?",
                                 (model_key, runtime)).fetchone()
         return None if row is None else (bool(row[0]), row[1])
+
+
+def _built(row: sqlite3.Row) -> BuiltModel:
+    return BuiltModel(row["model_key"], tuple(json.loads(row["passes"])), row["path"], row["status"], row["error"],
+                      json.loads(row["info"]), row["seconds"] or 0.0)
 
 
 @contextmanager
@@ -215,10 +203,3 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise CvtuneError(f"cannot write the trial store ({exc}); free disk space or fix permissions, then rerun the "
                           f"same command to resume") from None
-
-
-def _row(row: sqlite3.Row) -> dict[str, Any]:
-    data = dict(row)
-    data["candidate"] = json.loads(data["candidate"])
-    data["details"] = json.loads(data["details"] or "{}")
-    return data

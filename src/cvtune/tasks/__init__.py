@@ -20,5 +20,7 @@ def get_task_class(name: str) -> type[Task]:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "DETECT_DECODERS", "Metrics", "Task", "ClassifyTask", "DetectTask", "FidelityTask", "OcrTask",
-           "TextDetTask", "get_task_class"]
+from .spec import TaskSpec, resolve_task  # noqa: E402 - needs get_task_class defined
+
+__all__ = ["TASKS", "DETECT_DECODERS", "Metrics", "Task", "TaskSpec", "ClassifyTask", "DetectTask", "FidelityTask",
+           "OcrTask", "TextDetTask", "get_task_class", "resolve_task"]
