@@ -81,10 +81,11 @@ def resolve_input_shape(model_path: str | Path, input_shape: tuple[int, ...] | N
     if batch < 1:
         raise UsageError(f"batch must be >= 1 (got {batch})")
     model_path = Path(model_path)
-    if model_path.suffix.lower() != ".onnx":
-        if input_shape is None:
-            raise UsageError(f"{model_path.name} is not ONNX: give --input-shape, e.g. 1x3x224x224")
-        return (batch if batch > 1 else input_shape[0], *input_shape[1:])
+    if model_path.suffix.lower() != ".onnx":  # .tflite / .pb: the shape the file declares, as NCHW
+        from .model import default_input_shape
+
+        shape = input_shape or default_input_shape(model_path)
+        return (batch if batch > 1 else shape[0], *shape[1:])
     model = _load_model(model_path)
     shape = input_shape or model.default_input_shape()
     declared = model.inputs[0].shape
@@ -104,7 +105,7 @@ def resolve_input_shape(model_path: str | Path, input_shape: tuple[int, ...] | N
 
 
 def count_flops(model_path: str | Path, input_shape: tuple[int, ...]) -> int | None:
-    if Path(model_path).suffix.lower() != ".onnx":
+    if Path(model_path).suffix.lower() not in (".onnx", ".tflite"):  # a .tflite is counted on its ONNX conversion
         return None
     try:
         return _load_model(Path(model_path)).total_flops(input_shape) or None

@@ -1,11 +1,14 @@
 """Model: an ONNX graph plus what cvtune needs to know about it (shapes, params, FLOPs, sparsity, preprocessing).
 
 Loading is defensive: the file must exist, parse, pass onnx.checker, and keep external data inside its own folder.
-TensorFlow .pb and .tflite files are accepted for running and benchmarking through OpenCV only.
+A .tflite file is read without TensorFlow (its flatbuffer, through the `tflite` package: inputs, outputs, shapes,
+dtypes, quantization, ops) and converted to ONNX on demand (cvtune.convert) wherever a transform needs a graph.
+TensorFlow .pb files run through OpenCV (and OpenVINO); their inputs are read with OpenVINO's frontend when installed.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,7 +22,9 @@ from .errors import ModelError, UsageError
 from .files import atomic_path
 from .zoo import Preprocessing, find_by_path
 
-OPENCV_ONLY_SUFFIXES = (".pb", ".tflite")
+TFLITE_SUFFIX = ".tflite"
+TF_SUFFIX = ".pb"
+OPENCV_ONLY_SUFFIXES = (TF_SUFFIX,)  # run through OpenCV (and OpenVINO); converted to ONNX only with tf2onnx
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
@@ -94,11 +99,13 @@ def _all_initializers(proto: onnx.ModelProto):
 
 
 def load_onnx(path: str | os.PathLike[str], *, check: bool = True) -> onnx.ModelProto:
-    """Load an ONNX model with weights, validated. Every failure is a ModelError with one clear line."""
+    """Load an ONNX model with weights, validated. Every failure is a ModelError with one clear line. A .tflite or
+    .pb file is converted to ONNX first (convert.ensure_onnx: cached by content; its error names the converter)."""
     path = check_model_file(path)
-    if path.suffix.lower() in OPENCV_ONLY_SUFFIXES:
-        raise ModelError(f"{path} is a {path.suffix} model: cvtune runs and benchmarks it through OpenCV, "
-                         f"but transforms need ONNX (convert it with tf2onnx or tflite2onnx first)")
+    if path.suffix.lower() in (TFLITE_SUFFIX, TF_SUFFIX):
+        from .convert import ensure_onnx
+
+        path = ensure_onnx(path)
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
@@ -133,18 +140,46 @@ def save_onnx(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
 
 
 @dataclass(frozen=True)
+class Quantization:
+    """Affine quantization a file declares for a tensor: real = scale * (q - zero_point), per channel along `axis`
+    when there are several scales. A uint8 image input with scale 1/255 and zero point 0 takes raw pixels."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+    def to_dict(self) -> dict:
+        return {"scale": list(self.scale), "zero_point": list(self.zero_point), "axis": self.axis}
+
+
+@dataclass(frozen=True)
 class TensorInfo:
     name: str
     shape: tuple[int | str | None, ...]  # ints are fixed, strings/None are dynamic
     dtype: str
+    quantization: Quantization | None = None  # TFLite tensors: as the file declares
+    layout: str | None = None  # "NHWC" for 4-D TFLite tensors (the file's own order); None for ONNX
 
     @property
     def dynamic_dims(self) -> tuple[int, ...]:
         return tuple(i for i, d in enumerate(self.shape) if not isinstance(d, int) or d <= 0)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+        data = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
                 "dynamic_dims": list(self.dynamic_dims)}
+        if self.quantization is not None:
+            data["quantization"] = self.quantization.to_dict()
+        if self.layout:
+            data["layout"] = self.layout
+        return data
+
+    def as_fed(self) -> TensorInfo:
+        """The tensor as cvtune's runtimes feed or return it: 4-D NHWC tensors become NCHW (OpenCV's TFLite
+        importer and cvtune's converter both use NCHW), everything else is unchanged."""
+        if self.layout != "NHWC" or len(self.shape) != 4:
+            return self
+        n, h, w, c = self.shape
+        return TensorInfo(self.name, (n, c, h, w), self.dtype, self.quantization, "NCHW")
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
@@ -331,3 +366,180 @@ def guess_preprocessing(proto: onnx.ModelProto) -> Preprocessing:
             size = (int(dims[2].dim_value), int(dims[3].dim_value))
     return Preprocessing(input_size=size, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                          rgb=True)
+
+
+# ---- TFLite and TensorFlow files: what they declare, read without TensorFlow ---------------------------------------
+TFLITE_DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
+                 10: "float64", 16: "uint32", 17: "uint16"}
+
+
+@dataclass(frozen=True)
+class TfliteFacts:
+    """What a .tflite file declares (first subgraph): inputs and outputs as the file orders them (4-D tensors are
+    NHWC), operator counts, schema version and description. `inputs_fed`/`outputs_fed` are what runtimes use."""
+
+    path: Path
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    ops: dict[str, int]
+    version: int
+    description: str
+    subgraphs: int
+
+    @property
+    def inputs_fed(self) -> list[TensorInfo]:
+        return [t.as_fed() for t in self.inputs]
+
+    @property
+    def outputs_fed(self) -> list[TensorInfo]:
+        return [t.as_fed() for t in self.outputs]
+
+    @property
+    def quantized_input(self) -> bool:
+        """True when the first input is an integer tensor with a declared scale (the model takes quantized pixels)."""
+        first = self.inputs[0]
+        return first.dtype in ("uint8", "int8") and first.quantization is not None
+
+    def to_dict(self) -> dict:
+        return {"inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
+                "ops": dict(self.ops), "schema_version": self.version, "description": self.description,
+                "subgraphs": self.subgraphs}
+
+
+def _tflite_tensor(tensor) -> TensorInfo:
+    shape = [int(d) for d in tensor.ShapeAsNumpy()] if tensor.ShapeLength() else []
+    if tensor.ShapeSignatureLength():  # -1 marks a dynamic dim (the batch, usually)
+        shape = [d if s >= 0 else None for d, s in zip(shape, tensor.ShapeSignatureAsNumpy(), strict=False)]
+    quant = None
+    q = tensor.Quantization()
+    if q is not None and q.ScaleLength():
+        quant = Quantization(tuple(float(v) for v in q.ScaleAsNumpy()),
+                             tuple(int(v) for v in q.ZeroPointAsNumpy()) if q.ZeroPointLength() else (0,),
+                             int(q.QuantizedDimension()))
+    name = tensor.Name().decode("utf-8", "replace") if tensor.Name() else ""
+    return TensorInfo(name, tuple(shape), TFLITE_DTYPES.get(tensor.Type(), f"type{tensor.Type()}"), quant,
+                      "NHWC" if len(shape) == 4 else None)
+
+
+def tflite_model(path: Path):
+    """The parsed flatbuffer (tflite.Model) of a .tflite file; ModelError if it is not one."""
+    import tflite
+
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelError(f"{path} is not a TFLite flatbuffer (no 'TFL3' identifier); is the file truncated or "
+                         f"misnamed?")
+    try:
+        model = tflite.Model.GetRootAsModel(data, 0)
+        if model.SubgraphsLength() < 1:
+            raise ValueError("no subgraph")
+        model.Subgraphs(0).TensorsLength()
+    except Exception as exc:  # noqa: BLE001 - flatbuffers raises struct/index errors on bad files
+        raise ModelError(f"{path} is not a readable TFLite model ({type(exc).__name__}: {exc})") from None
+    return model
+
+
+def tflite_op_name(model, op) -> str:
+    """The builtin operator name (CONV_2D, ...) or, for a custom op, its custom code (Convolution2DTransposeBias)."""
+    import tflite
+
+    code = model.OperatorCodes(op.OpcodeIndex())
+    builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
+    if builtin == tflite.BuiltinOperator.CUSTOM:
+        return code.CustomCode().decode("utf-8", "replace") if code.CustomCode() else "CUSTOM"
+    return tflite.BUILTIN_OPCODE2NAME.get(builtin, f"op{builtin}")
+
+
+def read_tflite(path: str | os.PathLike[str]) -> TfliteFacts:
+    """Inputs, outputs (names, shapes, dtypes, quantization), ops and version of a .tflite file, cached per file
+    version. No TensorFlow needed."""
+    path = check_model_file(path)
+    stat = path.stat()
+    return _read_tflite_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_tflite_cached(path: str, _mtime_ns: int, _size: int) -> TfliteFacts:
+    model = tflite_model(Path(path))
+    graph = model.Subgraphs(0)
+    inputs = tuple(_tflite_tensor(graph.Tensors(int(i))) for i in graph.InputsAsNumpy())
+    outputs = tuple(_tflite_tensor(graph.Tensors(int(i))) for i in graph.OutputsAsNumpy())
+    if not inputs:
+        raise ModelError(f"{path}: the TFLite graph declares no input")
+    ops = Counter(tflite_op_name(model, graph.Operators(k)) for k in range(graph.OperatorsLength()))
+    description = model.Description().decode("utf-8", "replace") if model.Description() else ""
+    return TfliteFacts(Path(path), inputs, outputs, dict(ops.most_common()), int(model.Version()), description,
+                       int(model.SubgraphsLength()))
+
+
+def _read_tensorflow_io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """Inputs and outputs of a TensorFlow .pb through OpenVINO's TensorFlow frontend (NHWC as the graph says)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise UsageError(f"{path.name} is a TensorFlow graph: cvtune reads its inputs with OpenVINO's frontend "
+                         f"(pip install 'cvtune[openvino]'), or give the input shape, e.g. 1x3x224x224") from None
+    try:
+        graph = ov.Core().read_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line text
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise ModelError(f"OpenVINO cannot read {path} to find its inputs ({first[:200]}); give the input shape, "
+                         f"e.g. 1x3x224x224") from None
+
+    def info(port) -> TensorInfo:
+        shape = tuple(int(d.get_length()) if d.is_static else None for d in port.get_partial_shape())
+        name = port.get_any_name() if port.get_names() else ""
+        return TensorInfo(name, shape, port.get_element_type().to_dtype().name, None,
+                          "NHWC" if len(shape) == 4 else None)
+
+    return [info(p) for p in graph.inputs], [info(p) for p in graph.outputs]
+
+
+def model_io(path: str | os.PathLike[str]) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """(inputs, outputs) of any model file as cvtune's runtimes feed and return them (4-D TFLite/TF tensors in
+    NCHW), without converting it: the ONNX graph's, the TFLite flatbuffer's, or a .pb's through OpenVINO."""
+    path = check_model_file(path)
+    suffix = path.suffix.lower()
+    if suffix == TFLITE_SUFFIX:
+        facts = read_tflite(path)
+        return facts.inputs_fed, facts.outputs_fed
+    if suffix == TF_SUFFIX:
+        inputs, outputs = _read_tensorflow_io(path)
+        return [t.as_fed() for t in inputs], [t.as_fed() for t in outputs]
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - the full loader says what is wrong
+        proto = load_onnx(path, check=False)
+    inits = {t.name for t in proto.graph.initializer}
+    return ([_tensor_info(v) for v in proto.graph.input if v.name not in inits],
+            [_tensor_info(v) for v in proto.graph.output])
+
+
+def default_input_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
+    """The input shape cvtune feeds a model file when none is given: ONNX's with dynamic dims filled (Model), a
+    TFLite/TF file's first input as NCHW (a dynamic batch becomes 1). UsageError when a dim cannot be known."""
+    path = check_model_file(path)
+    if path.suffix.lower() not in (TFLITE_SUFFIX, TF_SUFFIX):
+        return Model.load(path).default_input_shape()
+    first = model_io(path)[0][0]
+    shape = tuple(d if isinstance(d, int) and d > 0 else (1 if i == 0 else None) for i, d in enumerate(first.shape))
+    if any(d is None for d in shape):
+        raise UsageError(f"{path.name}: input '{first.name}' has dynamic dims "
+                         f"{'x'.join(str(d) if d else '?' for d in shape)}; give the input shape, e.g. 1x3x224x224")
+    return shape  # type: ignore[return-value]
+
+
+def read_preprocessing(path: str | os.PathLike[str]) -> Preprocessing:
+    """The preprocessing a model file implies: the zoo entry's, else a guess from the graph (input size from the
+    file; a TFLite model is read, not converted, so this works for any op it has)."""
+    path = Path(path)
+    entry = find_by_path(path)
+    if entry:
+        return entry.preprocessing
+    if path.suffix.lower() in (TFLITE_SUFFIX, TF_SUFFIX):
+        shape = model_io(path)[0][0].shape
+        size = tuple(shape[2:]) if len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[2:]) else None
+        guess = guess_preprocessing(onnx.ModelProto())
+        return Preprocessing(input_size=size, scale=guess.scale, mean=guess.mean, std=guess.std,  # type: ignore[arg-type]
+                             rgb=guess.rgb)
+    return Model.load(path).preprocessing

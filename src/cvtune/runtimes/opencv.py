@@ -142,7 +142,7 @@ class OpenCVSession:
         if runtime.target != "cpu":
             self.net.setPreferableBackend(getattr(cv2.dnn, backend_name))
             self.net.setPreferableTarget(getattr(cv2.dnn, target_name))
-        self.output_names = list(self.net.getUnconnectedOutLayersNames())
+        self.output_names = _declared_order(model_path, list(self.net.getUnconnectedOutLayersNames()))
         self.input_name = ""
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -156,15 +156,30 @@ class OpenCVSession:
 
 def _read_net(cv2, model_path: Path, runtime: OpenCVRuntime):
     suffix = model_path.suffix.lower()
+    engine = {}
+    if hasattr(cv2.dnn, "ENGINE_NEW"):
+        engine = {"engine": {"auto": cv2.dnn.ENGINE_AUTO, "new": cv2.dnn.ENGINE_NEW,
+                             "classic": cv2.dnn.ENGINE_CLASSIC}[runtime.engine]}
     try:
         if suffix == ".tflite" and hasattr(cv2.dnn, "readNetFromTFLite"):
-            return cv2.dnn.readNetFromTFLite(str(model_path))
-        if hasattr(cv2.dnn, "ENGINE_NEW"):
-            engine = {"auto": cv2.dnn.ENGINE_AUTO, "new": cv2.dnn.ENGINE_NEW, "classic": cv2.dnn.ENGINE_CLASSIC}
-            return cv2.dnn.readNet(str(model_path), engine=engine[runtime.engine])
-        return cv2.dnn.readNet(str(model_path))
+            return cv2.dnn.readNetFromTFLite(str(model_path), **engine)
+        return cv2.dnn.readNet(str(model_path), **engine)
     except cv2.error as exc:
         raise ModelError(f"OpenCV ({runtime.engine} engine) cannot load {model_path}: {_cv_error_line(exc)}") from None
+
+
+def _declared_order(model_path: Path, names: list[str]) -> list[str]:
+    """OpenCV's output names in the order the model file declares its outputs (the classic engine lists TFLite and
+    some ONNX outputs in another order); names the file does not declare keep OpenCV's order, at the end."""
+    from ..errors import CvtuneError
+    from ..model import model_io
+
+    try:
+        declared = [t.name for t in model_io(model_path)[1]]
+    except CvtuneError:
+        return names
+    rank = {name: i for i, name in enumerate(declared)}
+    return sorted(names, key=lambda n: rank.get(n, len(rank)))
 
 
 def _cv_error_line(exc: Exception) -> str:
