@@ -1,14 +1,15 @@
 """Prepare a model for every engine: make dynamic dims static for one input shape, simplify with onnxslim, and
 prove the result computes the same thing as the original (max abs diff and cosine on random and real inputs).
 
-The OpenCV classic engine rejects dynamic Shape ops (PP-OCR cls/rec) until this is done.
+The OpenCV classic engine rejects dynamic Shape ops (PP-OCR cls/rec) until this is done. A .tflite (or .pb) model is
+converted to ONNX first (cvtune.convert, checked against OpenCV's run of the original), then prepared the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -100,16 +101,21 @@ class PrepareResult:
     nodes_before: int
     nodes_after: int
     equivalence: Equivalence
+    conversion: dict | None = None  # ConversionResult.to_dict() when the input was not ONNX
 
     def to_dict(self) -> dict:
         return {"output": str(self.output), "input_shape": list(self.input_shape), "nodes_before": self.nodes_before,
-                "nodes_after": self.nodes_after, "equivalence": self.equivalence.to_dict()}
+                "nodes_after": self.nodes_after, "equivalence": self.equivalence.to_dict(),
+                "conversion": self.conversion}
 
 
 def prepare(model_path: str | Path, output: str | Path, input_shape: tuple[int, ...] | None = None, *,
             do_simplify: bool = True, real_inputs: list[np.ndarray] | None = None) -> PrepareResult:
-    """Make the model static at `input_shape` (default: its default shape), simplify, save atomically, verify."""
+    """Make the model static at `input_shape` (default: its default shape), simplify, save atomically, verify.
+    A .tflite/.pb model is converted to ONNX first (checked against OpenCV's run of it), then prepared."""
     refuse_overwrite_of_input(output, model_path)
+    if Path(model_path).suffix.lower() != ".onnx":
+        return _prepare_converted(model_path, output, input_shape, do_simplify=do_simplify, real_inputs=real_inputs)
     model = Model.load(model_path)
     shape = tuple(input_shape or model.default_input_shape())
     proto = make_static(load_onnx(model_path), shape)
@@ -122,3 +128,18 @@ def prepare(model_path: str | Path, output: str | Path, input_shape: tuple[int, 
         raise ModelError(f"prepared model differs from the original (max abs diff {equivalence.max_abs_diff:.3g}, "
                          f"cosine {equivalence.cosine:.6f}); nothing written. Try --no-simplify")
     return PrepareResult(Path(output), shape, len(model.proto.graph.node), len(proto.graph.node), equivalence)
+
+
+def _prepare_converted(model_path: str | Path, output: str | Path, input_shape: tuple[int, ...] | None, *,
+                       do_simplify: bool, real_inputs: list[np.ndarray] | None) -> PrepareResult:
+    import tempfile
+
+    from .convert import convert
+
+    with tempfile.TemporaryDirectory(prefix="cvtune-convert-") as tmp:
+        converted = Path(tmp) / (Path(model_path).stem + ".onnx")
+        conversion = convert(model_path, converted, images=real_inputs)
+        result = prepare(converted, output, input_shape, do_simplify=do_simplify, real_inputs=real_inputs)
+    info = conversion.to_dict()
+    info["output"] = str(result.output)
+    return replace(result, conversion=info)

@@ -26,7 +26,7 @@ def _si(value: float | None, unit: str = "") -> str:
 def register(app: typer.Typer) -> None:
     @app.command("inspect")
     def inspect_cmd(
-        model: Path = typer.Argument(..., help="Model file (.onnx; .pb/.tflite run through OpenCV only)."),
+        model: Path = typer.Argument(..., help="Model file (.onnx, .tflite, or a TensorFlow .pb)."),
         input_shape: str = input_shape_option("FLOPs are counted and runtimes probed at it."),
         layers: bool = typer.Option(False, "--layers", help="List every weighted layer's FLOPs and sparsity."),
         no_probe: bool = typer.Option(False, "--no-probe", help="Skip trying each runtime in a child process."),
@@ -43,18 +43,13 @@ def register(app: typer.Typer) -> None:
 
 def _print(info: dict) -> None:
     console.print(f"[bold]{info['path']}[/]  ({info['format']}, {_si(info['file_size'], 'B')})", highlight=False)
-    if info["format"] != "onnx":
+    if "inputs" in info:
+        _print_io(info)
+    if info["format"] == "tflite":
+        _print_tflite(info)
+    elif info["format"] != "onnx":
         console.print(info["note"])
     else:
-        io = Table(title="Inputs and outputs", show_lines=False)
-        for col in ("", "name", "shape", "dtype", "dynamic dims"):
-            io.add_column(col)
-        for kind in ("inputs", "outputs"):
-            for t in info[kind]:
-                shape = "x".join(str(d) if isinstance(d, int) else "?" for d in t["shape"])
-                io.add_row(kind[:-1], t["name"], shape, t["dtype"],
-                           ",".join(map(str, t["dynamic_dims"])) or "-")
-        console.print(io)
         shape = "x".join(map(str, info["flops_input_shape"]))
         facts = Table(show_header=False, title="Facts")
         facts.add_column()
@@ -82,11 +77,59 @@ def _print(info: dict) -> None:
                 lt.add_row(row["name"], row["op"], _si(row["flops"]), extra)
             console.print(lt)
     if "runtimes" in info:
-        rt = Table(title="Runtime support (each tried in a child process)")
-        for col in ("runtime", "loads and runs", "detail"):
-            rt.add_column(col)
-        for r in info["runtimes"]:
-            shapes = "; ".join("x".join(map(str, s)) for s in r["output_shapes"])
-            detail = f"outputs {shapes}" if r["ok"] else r["error"]
-            rt.add_row(r["label"], "[green]yes[/]" if r["ok"] else "[red]no[/]", detail)
-        console.print(rt)
+        _print_runtimes(info["runtimes"], "Runtime support (each tried in a child process)")
+    if (info.get("conversion") or {}).get("runtimes"):
+        _print_runtimes(info["conversion"]["runtimes"], "Runtime support of the converted ONNX model")
+
+
+def _print_io(info: dict) -> None:
+    io = Table(title="Inputs and outputs (as the file declares them)", show_lines=False)
+    for col in ("", "name", "shape", "dtype", "dynamic dims", "quantization"):
+        io.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            shape = "x".join(str(d) if isinstance(d, int) else "?" for d in t["shape"])
+            if t.get("layout"):
+                shape += f" ({t['layout']})"
+            q = t.get("quantization")
+            quant = (f"scale {', '.join(f'{v:.4g}' for v in q['scale'][:3])}, zero point "
+                     f"{', '.join(map(str, q['zero_point'][:3]))}") if q else "-"
+            io.add_row(kind[:-1], t["name"], shape, t["dtype"], ",".join(map(str, t["dynamic_dims"])) or "-", quant)
+    console.print(io)
+
+
+def _print_tflite(info: dict) -> None:
+    facts = Table(show_header=False, title="Facts")
+    facts.add_column()
+    facts.add_column()
+    fed = info["fed_as"]
+    facts.add_row("fed as", f"{fed['name']} {'x'.join(map(str, fed['shape']))} ({fed['layout']}; no --input-shape "
+                  f"needed)")
+    facts.add_row("TFLite", f"schema {info['tflite']['schema_version']}, {info['tflite']['subgraphs']} subgraph(s), "
+                  f"{info['tflite']['description'] or 'no description'}")
+    facts.add_row("ops", ", ".join(f"{k} {v}" for k, v in list(info["op_histogram"].items())[:10]))
+    conversion = info["conversion"]
+    if conversion["ok"]:
+        facts.add_row("ONNX conversion", f"{conversion['converter']}: {conversion['nodes']} nodes, "
+                      f"{conversion['onnx']}")
+        shape = "x".join(map(str, info["flops_input_shape"]))
+        facts.add_row(f"FLOPs at {shape}", _si(info["flops"]) + " (of the converted graph; 2 x MACs)")
+        facts.add_row("parameters", _si(info["params"]))
+    else:
+        facts.add_row("ONNX conversion", f"[red]failed[/]: {conversion['error']}")
+    console.print(facts)
+
+
+def _print_runtimes(results: list[dict], title: str) -> None:
+    rt = Table(title=title)
+    for col in ("runtime", "loads and runs", "outputs"):
+        rt.add_column(col)
+    for r in results:
+        shapes = "; ".join("x".join(map(str, s)) for s in r["output_shapes"])
+        if not r["ok"]:
+            rt.add_row(r["label"], "[red]no[/]", r["error"])
+        elif r.get("output_problem"):
+            rt.add_row(r["label"], "[yellow]yes, outputs differ[/]", f"{shapes}: {r['output_problem']}")
+        else:
+            rt.add_row(r["label"], "[green]yes[/]", shapes)
+    console.print(rt)

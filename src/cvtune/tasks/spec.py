@@ -59,11 +59,11 @@ def _preprocessing_for(model_path: Path, task_name: str, reference: Path | None
         entry = zoo.find_by_path(candidate) if candidate else None
         if entry:
             return entry.preprocessing, "zoo"
-    if task_name in ("textdet", "ocr") or model_path.suffix.lower() != ".onnx":
+    if task_name in ("textdet", "ocr"):
         return None, ""
-    from ..model import Model
+    from ..model import read_preprocessing
 
-    return Model.load(model_path).preprocessing, "model"
+    return read_preprocessing(model_path), "model"
 
 
 def resolve_task(name: str, model_path: str | os.PathLike[str] | None = None, **options: Any) -> TaskSpec:
