@@ -254,9 +254,9 @@ def test_a_fully_convolutional_model_gets_its_tensors_downscaled_to_max_side(tmp
 def test_a_valid_need_passes_and_each_bad_field_says_how_to_fix_it():
     need = CalibrationNeed(count=16, max_side=736)
     assert need.to_dict() == {"count": 16, "max_side": 736, "split": "calib"}
-    with pytest.raises(UsageError, match=r"--calib-size must be a whole number >= 1 \(got 0\).*e\.g\. 16"):
+    with pytest.raises(UsageError, match=r"calibration image count must be a whole number >= 1 \(got 0\).*e\.g\. 16"):
         CalibrationNeed(count=0)
-    with pytest.raises(UsageError, match="--calib-size must be a whole number"):
+    with pytest.raises(UsageError, match="calibration image count must be a whole number"):
         CalibrationNeed(count=2.5)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match=r"max_side must be a positive number of pixels, e\.g\. 736, or None"):
         CalibrationNeed(count=16, max_side=0)
@@ -268,5 +268,5 @@ def test_the_cli_refuses_a_bad_calibration_size_with_one_line(model, images, tmp
     code = run_cli(["prune", str(model), "-o", str(tmp_path / "p.onnx"), "--method", "channel", "--ratio", "0.5",
                     "--calib", str(images), "--calib-size", "0"])
     err = capsys.readouterr().err
-    assert code == 2 and "Error:" in err and "--calib-size must be a whole number >= 1" in " ".join(err.split())
+    assert code == 2 and "Error:" in err and "calibration image count must be a whole number >= 1" in " ".join(err.split())
     assert not (tmp_path / "p.onnx").exists()

@@ -296,7 +296,7 @@ def test_a_concat_that_reaches_the_output_makes_its_parts_unprunable():
 def test_ratio_outside_the_open_unit_interval_is_refused(ratio):
     net = Net()
     model = net.build(net.conv(net.conv("x", 4), 2))
-    with pytest.raises(UsageError, match=r"--ratio must be in \(0, 1\)"):
+    with pytest.raises(UsageError, match=r"pruning ratio must be in \(0, 1\)"):
         plan_channels(model, ratio=ratio)
     with pytest.raises(UsageError):
         ChannelConfig(ratio=ratio)

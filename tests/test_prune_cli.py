@@ -100,7 +100,7 @@ def test_channel_pruning_with_reconstruction_from_a_calibration_folder(model, im
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--method", "channel", "--ratio", "1.5", "--no-reconstruct"], "--ratio must be in (0, 1)"),
+    (["--method", "channel", "--ratio", "1.5", "--no-reconstruct"], "pruning ratio must be in (0, 1)"),
     (["--method", "channel", "--sparsity", "0.5"], "give --ratio R"),
     (["--method", "magnitude", "--ratio", "0.5"], "--ratio is for --method channel"),
     (["--method", "channel", "--ratio", "0.3"], "needs calibration images"),

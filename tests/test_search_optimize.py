@@ -127,8 +127,8 @@ def test_ctrl_c_stops_after_committing_and_the_cli_says_how_to_resume(tmp_path, 
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--max-drop", "lots"], "cannot read --max-drop"),
-    (["--max-drop", "150%"], "--max-drop must be in"),
+    (["--max-drop", "lots"], "cannot read the accuracy budget"),
+    (["--max-drop", "150%"], "max drop) must be in"),
     (["--time", "soon"], "cannot read duration"),
     (["--quant", "int4"], "unknown technique 'int4'"),
     (["--objective", "speed"], "unknown objective"),

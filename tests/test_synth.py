@@ -130,7 +130,7 @@ def test_replaces_a_previous_synth_output_and_fills_an_empty_folder(tmp_path: Pa
 
 
 def test_bad_settings_are_usage_errors() -> None:
-    with pytest.raises(UsageError, match="--n must be at least 1"):
+    with pytest.raises(UsageError, match="number of images must be at least 1"):
         SynthConfig(n=0)
     with pytest.raises(UsageError, match="choose one of: all, bundled"):
         SynthConfig(fonts="comic")

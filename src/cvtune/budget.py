@@ -20,7 +20,8 @@ class Budget:
 
     def __post_init__(self) -> None:
         if not 0 <= self.value < (1 if self.relative else float("inf")):
-            raise UsageError(f"--max-drop must be in [0%, 100%) (got {self.describe()}); e.g. 1% or 0.01abs")
+            raise UsageError(f"the accuracy budget (max drop) must be in [0%, 100%) (got {self.describe()}); "
+                             f"e.g. 1% or 0.01abs")
 
     @classmethod
     def parse(cls, text: str) -> Budget:
@@ -28,14 +29,15 @@ class Budget:
         raw = str(text).strip().lower().replace(" ", "")
         match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(%|abs|)", raw)
         if not match:
-            raise UsageError(f"cannot read --max-drop '{text}'; write it as 1% (relative) or 0.01abs (absolute)")
+            raise UsageError(f"cannot read the accuracy budget (max drop) '{text}'; write it as 1% (relative) or "
+                             f"0.01abs (absolute)")
         number, unit = float(match.group(1)), match.group(2)
         if unit == "%":
             return cls(number / 100.0, True)
         if unit == "abs":
             return cls(number, False)
         if number >= 1:
-            raise UsageError(f"--max-drop {text} is ambiguous: write {text}% for a relative drop or {text}abs")
+            raise UsageError(f"max drop {text} is ambiguous: write {text}% for a relative drop or {text}abs")
         return cls(number, True)
 
     def drop(self, baseline: float, value: float) -> float:

@@ -41,6 +41,32 @@ class Deployed:
     expected: dict[str, Any] = field(default_factory=dict)
     _state: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    @classmethod
+    def from_model(cls, model_path: str | os.PathLike[str], runtime: Runtime | dict[str, Any] | str,
+                   task: Any = None, *, input_size: tuple[int, int] | None = None, batch: int = 1,
+                   instances: int = 1) -> Deployed:
+        """A Deployed for a model file run by `runtime` (a Runtime, its dict, or a name) with `task` (a
+        tasks.spec.TaskSpec, a task name, or None for the model's default): what a search candidate is, before
+        any deploy.json exists, so a user's eval_fn can score it like an exported one."""
+        from .runtimes import make_runtime
+        from .tasks.spec import TaskSpec
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        if isinstance(runtime, str):
+            runtime = make_runtime(runtime)
+        elif isinstance(runtime, dict):
+            runtime = runtime_from_dict(runtime)
+        if task is None:
+            from .pipeline.predictor import default_task
+
+            task = default_task(path)
+        spec = task if isinstance(task, TaskSpec) else TaskSpec(str(task))
+        return cls(path=path, model_path=path, runtime=runtime, task_name=spec.name, task_options=dict(spec.options),
+                   input_size=tuple(input_size) if input_size else None, batch=batch, instances=instances,
+                   preprocessing=spec.preprocessing.to_dict() if spec.preprocessing else None)
+
     def spec(self, *, runtime: Runtime | None = None, batch: int | None = None, task: str | None = None,
              task_options: dict[str, Any] | None = None):
         """The PredictorSpec the pipeline's workers build from (overrides for `cvtune run` options)."""

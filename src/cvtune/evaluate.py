@@ -61,8 +61,8 @@ class _CheckedSession:
 def _check_kind(task: Task, dataset: Dataset) -> None:
     if dataset.kind not in task.dataset_kinds:
         raise DatasetError(f"task '{task.name}' needs a dataset of kind {' or '.join(task.dataset_kinds)}, but "
-                           f"{dataset.root} was loaded as '{dataset.kind}'; point --data at such a dataset or "
-                           f"pass --kind")
+                           f"{dataset.root} was loaded as '{dataset.kind}'; give such a dataset or "
+                           f"say its kind")
 
 
 def predict_dataset(session: Session, task: Task, dataset: Dataset, *, progress: bool = True,
@@ -101,7 +101,7 @@ def evaluate(model_path: str | os.PathLike[str], runtime: Runtime | str, task: T
     if not model_path.is_file():
         raise ModelError(f"model file not found: {model_path}")
     if limit is not None and limit < 1:
-        raise DatasetError(f"--limit must be >= 1 (got {limit})")
+        raise DatasetError(f"the image limit must be >= 1 (got {limit})")
     if isinstance(runtime, str):
         runtime = make_runtime(runtime)
     if not isinstance(dataset, Dataset):

@@ -126,7 +126,7 @@ def prepare(model_path: str | Path, output: str | Path, input_shape: tuple[int, 
     if not equivalence.equivalent:
         Path(output).unlink(missing_ok=True)
         raise ModelError(f"prepared model differs from the original (max abs diff {equivalence.max_abs_diff:.3g}, "
-                         f"cosine {equivalence.cosine:.6f}); nothing written. Try --no-simplify")
+                         f"cosine {equivalence.cosine:.6f}); nothing written. try without simplification")
     return PrepareResult(Path(output), shape, len(model.proto.graph.node), len(proto.graph.node), equivalence)
 
 

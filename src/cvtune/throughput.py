@@ -56,7 +56,7 @@ class ThroughputSettings:
 
     def __post_init__(self) -> None:
         if self.duration_s <= 0 or self.warmup < 0:
-            raise UsageError(f"throughput needs --duration > 0 and warmup >= 0 (got {self.duration_s}, {self.warmup})")
+            raise UsageError(f"throughput needs a duration > 0 and warmup >= 0 (got {self.duration_s}, {self.warmup})")
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def _summarize(raws: list[dict], start: float, duration: float, label: str, runt
             latencies.append((t1 - t0) * 1000)
         per_instance.append(images / duration)
     if not latencies:
-        raise TrialFailed("no run finished inside the measuring window; use a longer --duration")
+        raise TrialFailed("no run finished inside the measuring window; measure for longer")
     stats = latency_stats(latencies, layout.batch)  # per-run latency; images/s comes from the window, not 1/mean
     total = float(sum(per_instance))
     return ThroughputResult(

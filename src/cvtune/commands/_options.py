@@ -47,6 +47,29 @@ TASK_OPTION = typer.Option(None, "--task-option", "-O", help="Task option KEY=VA
                            "box_thresh=0.6, reference_model=orig.onnx).")
 
 
+TASK_PLUGIN = typer.Option(None, "--task-plugin", help="Python file defining a cvtune.tasks.Task subclass "
+                           "(preprocess, postprocess, score); its `name` becomes a --task choice (see "
+                           "examples/my_task.py).")
+
+
+def apply_task_plugin(plugin: str | None, task: str | None, options: dict[str, Any]) -> str | None:
+    """Load `--task-plugin` now and record it in the task options (child processes import it again); returns the
+    task to use: `task`, or the plugin's only task when `task` is not given."""
+    if not plugin:
+        return task
+    from pathlib import Path
+
+    from ..tasks.plugin import PLUGIN_OPTION, load_task_plugin
+
+    names = load_task_plugin(plugin)
+    options[PLUGIN_OPTION] = str(Path(plugin).resolve())
+    if task is None:
+        if len(names) > 1:
+            raise UsageError(f"{plugin} defines several tasks ({', '.join(names)}); say which with --task")
+        return names[0]
+    return task
+
+
 def max_drop_option(default: str | None = "1%") -> Any:
     """`--max-drop`: the accuracy budget, one grammar on every command (cvtune.budget.Budget)."""
     return typer.Option(default, "--max-drop", help="Largest metric drop allowed: 1% (relative to the reference "

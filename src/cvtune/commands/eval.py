@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..console import console
-from ._options import JSON, LIMIT, TASK_OPTION, parse_task_options
+from ._options import JSON, LIMIT, TASK_OPTION, TASK_PLUGIN, apply_task_plugin, parse_task_options
 
 # details that are counts (printed as integers); every other detail is a rate printed with 4 decimals
 COUNT_KEYS = {"true_positives", "predictions", "gt_boxes", "gt_lines", "correct_lines", "lines", "detections"}
@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
         reference: Path = typer.Option(None, "--reference", help="fidelity: the original model to compare with."),
         decoder: str = typer.Option(None, "--decoder", help="detect: output decoder (yolo or boxes)."),
         task_option: list[str] = TASK_OPTION,
+        task_plugin: Path = TASK_PLUGIN,
         as_json: bool = JSON,
     ) -> None:
         """Measure a model's accuracy on a labelled dataset (or its fidelity to a reference model on any images):
@@ -51,12 +52,13 @@ def register(app: typer.Typer) -> None:
         from ..evaluate import evaluate, load_eval_dataset
         from ..runtimes import make_runtime
 
+        options: dict[str, Any] = parse_task_options(task_option)
+        task = apply_task_plugin(task_plugin, task, options)
         if task is None:
             entry = zoo.find_by_path(model)
             if entry is None:
                 raise UsageError(f"say which task to evaluate {model} on: --task {' | '.join(TASKS)}")
             task = entry.task
-        options: dict[str, Any] = parse_task_options(task_option)
         if input_size:
             options["input_size"] = input_size
         if reference:

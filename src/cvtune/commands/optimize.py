@@ -19,7 +19,15 @@ from ..errors import UsageError
 from ..search import OBJECTIVES, Budget, OptimizeConfig, OptimizeResult, SpaceConfig, optimize, parse_duration
 from ..search.records import Trial
 from ..search.space import SPACE_PRESETS, space_preset
-from ._options import JSON, TASK_OPTION, max_drop_option, parse_task_options, time_option
+from ._options import (
+    JSON,
+    TASK_OPTION,
+    TASK_PLUGIN,
+    apply_task_plugin,
+    max_drop_option,
+    parse_task_options,
+    time_option,
+)
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
@@ -202,8 +210,8 @@ def register(app: typer.Typer) -> None:
     @app.command("optimize")
     def optimize_cmd(
         model: Path = typer.Argument(..., help="ONNX model to optimize (never modified)."),
-        task: str = typer.Option(..., "--task", "-T", help="Task whose metric is the accuracy: textdet, ocr, "
-                                 "classify, detect, fidelity."),
+        task: str = typer.Option(None, "--task", "-T", help="Task whose metric is the accuracy: textdet, ocr, "
+                                 "classify, detect, fidelity, or a --task-plugin's task."),
         data: Path = typer.Option(..., "--data", "-d", help="Labelled data for the task (split into disjoint "
                                   "calibration and evaluation sets)."),
         out: Path = typer.Option(..., "--output", "-o", help="Output folder: new, empty, or a previous run to "
@@ -231,6 +239,7 @@ def register(app: typer.Typer) -> None:
         max_trials: int = typer.Option(None, "--max-trials", help="Cap on screened candidates."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data split and the search order."),
         task_option: list[str] = TASK_OPTION,
+        task_plugin: Path = TASK_PLUGIN,
         as_json: bool = JSON,
         test_hook: str = typer.Option(None, "--test-hook", hidden=True),
     ) -> None:
@@ -240,8 +249,13 @@ def register(app: typer.Typer) -> None:
         space = build_space_config(preset=preset, runtimes=runtimes, threads=threads, scales=scales, prune=prune,
                                    quant=quant, simplify=simplify, batches=batch, instances=instances,
                                    objective=objective, test_hook=test_hook)
+        task_options = parse_task_options(task_option)
+        task = apply_task_plugin(task_plugin, task, task_options)
+        if task is None:
+            raise UsageError("say which task's metric is the accuracy: --task textdet | ocr | classify | detect | "
+                             "fidelity, or --task-plugin my_task.py")
         config = OptimizeConfig(model=model, task=task, data=data, out=out, data_kind=kind,
-                                task_options=parse_task_options(task_option), budget=Budget.parse(max_drop),
+                                task_options=task_options, budget=Budget.parse(max_drop),
                                 objective=objective, time_budget_s=parse_duration(time_limit), seed=seed, space=space,
                                 screen_images=screen_images, eval_images=eval_images, max_trials=max_trials)
         try:

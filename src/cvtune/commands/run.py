@@ -13,7 +13,17 @@ from ..console import console, err_console
 from ..deploy import is_deploy_file, load_deployed
 from ..pipeline import PredictorSpec, default_task, resolve_workers, run_pipeline, task_names
 from ..runtimes.devices import resolve_target, usable_cores
-from ._options import ENGINE, JSON, TARGET, TASK_OPTION, THREADS, build_runtime, parse_task_options
+from ._options import (
+    ENGINE,
+    JSON,
+    TARGET,
+    TASK_OPTION,
+    TASK_PLUGIN,
+    THREADS,
+    apply_task_plugin,
+    build_runtime,
+    parse_task_options,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +37,7 @@ def register(app: typer.Typer) -> None:
         task: str = typer.Option(None, "--task", help="Postprocessing: " + ", ".join(task_names()) + " (default: "
                                  "the deploy.json's or the zoo's task; 'raw' writes the outputs themselves)."),
         option: list[str] = TASK_OPTION,
+        task_plugin: Path = TASK_PLUGIN,
         workers: str = typer.Option("auto", "--workers", "-w", help="Inference workers, each with its own session: "
                                     "a number, or 'auto' (the deploy.json's instances, else one per core)."),
         batch: int = typer.Option(None, "--batch", "-b", help="Images per inference run (default: the "
@@ -48,6 +59,7 @@ def register(app: typer.Typer) -> None:
         """Predict every image (or video frame) and write one JSON row per input, resumably; corrupt inputs get a
         row with "error" and are skipped."""
         options = parse_task_options(option)
+        task = apply_task_plugin(task_plugin, task, options)
         deployed = load_deployed(model) if is_deploy_file(model) else None
         n_workers = resolve_workers(workers, default=deployed.instances if deployed else None)
         if deployed and not (runtime or engine or target):

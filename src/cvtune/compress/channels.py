@@ -119,10 +119,10 @@ def plan_channels(model: onnx.ModelProto | str | os.PathLike[str], *, ratio: flo
         raise UsageError(f"unknown importance '{importance}'; choose one of: {', '.join(IMPORTANCE)}")
     for value in [ratio, *(ratios or {}).values()]:
         if value is not None and not 0 < value < 1:
-            raise UsageError(f"--ratio must be in (0, 1): the fraction of each group's channels to remove "
+            raise UsageError(f"the pruning ratio must be in (0, 1): the fraction of each group's channels to remove "
                              f"(got {value})")
     if ratio is None and not ratios:
-        raise UsageError("channel pruning needs --ratio R in (0, 1), e.g. 0.3")
+        raise UsageError("channel pruning needs a ratio in (0, 1), e.g. 0.3")
     if round_to < 1:
         raise UsageError(f"round_to must be >= 1 (got {round_to})")
     original = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
@@ -134,7 +134,7 @@ def plan_channels(model: onnx.ModelProto | str | os.PathLike[str], *, ratio: flo
     stats: dict[str, np.ndarray] = {}
     if importance == "activation":
         if not calib:
-            raise UsageError("activation importance needs calibration images: give --calib DIR")
+            raise UsageError("activation importance needs calibration images: give calibration images")
         tensors = [t for g in analysis.groups for t in _measured_tensors(index, g)]
         stats = channel_activation_means(work, tensors, calib)
     groups = []

@@ -52,10 +52,10 @@ class ChannelConfig:
         if self.importance not in IMPORTANCE:
             raise UsageError(f"unknown importance '{self.importance}'; choose one of: {', '.join(IMPORTANCE)}")
         if self.ratio is None and not self.ratios:
-            raise UsageError("channel pruning needs --ratio R in (0, 1), e.g. 0.3")
+            raise UsageError("channel pruning needs a ratio in (0, 1), e.g. 0.3")
         for value in [self.ratio, *(r for _, r in self.ratios)]:
             if value is not None and not 0 < value < 1:
-                raise UsageError(f"--ratio must be in (0, 1): the fraction of each group's channels to remove "
+                raise UsageError(f"the pruning ratio must be in (0, 1): the fraction of each group's channels to cut "
                                  f"(got {value})")
         if self.ridge < 0 or self.max_rows < 1:
             raise UsageError("ridge must be >= 0 and max_rows >= 1")
@@ -97,8 +97,8 @@ def prune_channels(model: onnx.ModelProto | str | os.PathLike[str], config: Chan
     """Plan, cut and (with calibration tensors) reconstruct. Returns the pruned model and its report."""
     if config.needs_calibration and not calib:
         what = "reconstruction" if config.reconstruct else "activation importance"
-        raise UsageError(f"{what} needs calibration images: give --calib DIR"
-                         + (" (or --no-reconstruct for a plain cut)" if config.reconstruct else ""))
+        raise UsageError(f"{what} needs calibration images: give calibration images"
+                         + (" (or turn reconstruction off for a plain cut)" if config.reconstruct else ""))
     original = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
     shape = input_shape or (tuple(calib[0].shape) if calib else probe_shape(model))
     plan = plan_channels(original, ratio=config.ratio,
@@ -106,7 +106,7 @@ def prune_channels(model: onnx.ModelProto | str | os.PathLike[str], config: Chan
                          input_shape=shape, skip=config.skipped_layers(original), round_to=config.round_to)
     if plan.channels_pruned == 0:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in plan.skipped[:3]) or "no Conv layer opens a group"
-        raise ModelError(f"no channel group can be pruned safely ({reasons}); run with --plan to see every group")
+        raise ModelError(f"no channel group can be pruned safely ({reasons}); print the plan to see every group")
     pruned = cut_channels(original, plan)
     rec = None
     if config.reconstruct:
@@ -135,7 +135,7 @@ def prune_file(model_path: str | os.PathLike[str], output: str | os.PathLike[str
     provenance = calibration.to_dict() if calibration is not None else None
     if output is None:  # --plan: score and show, cut nothing
         if config.importance == "activation" and not calib:
-            raise UsageError("activation importance needs calibration images: give --calib DIR")
+            raise UsageError("activation importance needs calibration images: give calibration images")
         plan = plan_channels(model_path, ratio=config.ratio, ratios=dict(config.ratios),
                              importance=config.importance, calib=calib,
                              input_shape=input_shape or (tuple(calib[0].shape) if calib else None),

@@ -53,10 +53,10 @@ class SparsifyConfig:
             raise UsageError(f"unknown scope '{self.scope}'; choose one of: {', '.join(SCOPES)}")
         if self.method == "threshold":
             if self.threshold is None or not self.threshold >= 0:
-                raise UsageError("the threshold method needs --threshold T with T >= 0 (weights with |w| < T become 0)")
+                raise UsageError("the threshold method needs a threshold T >= 0 (weights with |w| < T become 0)")
         elif not self.layer_sparsity:
             if self.sparsity is None or not 0 < self.sparsity < 1:
-                raise UsageError(f"--sparsity must be in (0, 1), e.g. 0.5 for half the weights (got {self.sparsity})")
+                raise UsageError(f"the sparsity must be in (0, 1), e.g. 0.5 for half the weights (got {self.sparsity})")
         for name, value in self.layer_sparsity:
             if not 0 <= value < 1:
                 raise UsageError(f"sparsity for layer '{name}' must be in [0, 1) (got {value})")
@@ -167,7 +167,8 @@ def _targets(layers, config: SparsifyConfig) -> dict[str, tuple[float | None, st
     unknown += [n for n, _ in config.layer_sparsity if n not in known]
     if unknown:
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-        raise UsageError(f"unknown layer '{unknown[0]}' (in --skip or a sparsity allocation); layers are: {shown}")
+        raise UsageError(f"unknown layer '{unknown[0]}' (in the layers to skip or a sparsity allocation); "
+                         f"layers are: {shown}")
     skip = {by_weight.get(s, s) for s in config.skip}
     overrides = {by_weight.get(n, n): v for n, v in config.layer_sparsity}
     out: dict[str, tuple[float | None, str]] = {}
@@ -207,8 +208,8 @@ def sparsify(model: onnx.ModelProto | str | os.PathLike[str], config: SparsifyCo
         raise ModelError("the model has no Conv/ConvTranspose/Gemm/MatMul layer with constant weights to sparsify")
     targets = _targets(layers, config)
     if all(t is None for t, _ in targets.values()):
-        raise UsageError(f"every prunable layer ({len(layers)}) is skipped; drop --skip names or use "
-                         f"--no-skip-first/--no-skip-last")
+        raise UsageError(f"every prunable layer ({len(layers)}) is skipped; skip fewer layers or let "
+                         f"the first and last layers be pruned")
     index = GraphIndex(work)
     weights = {w: index.array(w) for _, w in layers}
     original_zeros = sum(int(np.count_nonzero(w == 0)) for w in weights.values())

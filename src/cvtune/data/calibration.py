@@ -53,8 +53,8 @@ class CalibrationNeed:
 
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int | np.integer) or self.count < 1:
-            raise UsageError(f"--calib-size must be a whole number >= 1 (got {self.count!r}): how many calibration "
-                             f"images to use, e.g. 16")
+            raise UsageError(f"the calibration image count must be a whole number >= 1 (got {self.count!r}): how many "
+                             f"calibration images to use, e.g. 16")
         if self.max_side is not None and (isinstance(self.max_side, bool)
                                           or not isinstance(self.max_side, int | np.integer) or self.max_side < 1):
             raise UsageError(f"calibration max_side must be a positive number of pixels, e.g. 736, or None to keep "
@@ -204,7 +204,7 @@ class CalibrationSet:
 def spread(dataset: Dataset, count: int) -> Dataset:
     """At most `count` samples spread evenly over the (sorted) dataset: deterministic and representative."""
     if count < 1:
-        raise UsageError(f"--calib-size must be >= 1 (got {count})")
+        raise UsageError(f"the calibration image count must be >= 1 (got {count})")
     n = len(dataset.samples)
     if n <= count:
         return dataset
@@ -243,7 +243,7 @@ def preprocessor(model: str | os.PathLike[str] | Model, *, task: str | TaskSpec 
     model = model if isinstance(model, Model) else Model.load(model)
     model_path = Path(model.path)
     if input_shape is not None and len(input_shape) != 4:
-        raise UsageError(f"--input-shape needs 4 dims NxCxHxW for image calibration, e.g. 1x3x640x640 "
+        raise UsageError(f"image calibration needs a 4-dim input shape NxCxHxW, e.g. 1x3x640x640 "
                          f"(got {'x'.join(map(str, input_shape))})")
     options = dict(task_options or {})
     if task is not None:
@@ -269,7 +269,7 @@ def preprocessor(model: str | os.PathLike[str] | Model, *, task: str | TaskSpec 
         shape = tuple(input_shape) if input_shape is not None else model.default_input_shape()
         if len(shape) != 4:
             raise UsageError(f"image calibration needs a 4-D image input (N, C, H, W); the model's input is "
-                             f"{list(shape)}: give --input-shape NxCxHxW")
+                             f"{list(shape)}: give the input shape NxCxHxW")
         nhwc = preprocessing.layout.upper() == "NHWC"
         height, width = (int(shape[1]), int(shape[2])) if nhwc else (int(shape[2]), int(shape[3]))
 
@@ -296,12 +296,12 @@ def _as_dataset(images: str | os.PathLike[str] | Dataset | Sequence[str | os.Pat
     if isinstance(images, str | os.PathLike):
         path = Path(images)
         if not path.exists():
-            raise DatasetError(f"calibration folder {path} does not exist; point --calib at a folder of images "
+            raise DatasetError(f"calibration folder {path} does not exist; give a folder of calibration images "
                                f"like the ones the model will see")
         return load_images(path)
     paths = [Path(p) for p in images]
     if not paths:
-        raise DatasetError("no calibration images given; point --calib at a folder of images like the ones the "
+        raise DatasetError("no calibration images given; give a folder of calibration images like the ones the "
                            "model will see")
     root = Path(os.path.commonpath([str(p.parent) for p in paths]))
     return Dataset("images", root, [Sample(p) for p in paths])
@@ -329,7 +329,7 @@ def calibration_set(model_path: str | os.PathLike[str],
     readable = [sample.path for sample, _ in iter_images(chosen)]  # decode, check, drop: nothing is kept
     skipped = len(chosen.skipped) - before
     if not readable:
-        raise DatasetError(f"no calibration images could be read from {dataset.root}; point --calib at a folder "
+        raise DatasetError(f"no calibration images could be read from {dataset.root}; give a folder "
                            f"of images like the ones the model will see")
     name = task if isinstance(task, str) or task is None else task.name
     return CalibrationSet(model.inputs[0].name, ImageTensors(readable, preprocess), str(dataset.root), name, skipped,

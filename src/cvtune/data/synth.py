@@ -62,7 +62,7 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.n < 1:
-            raise UsageError(f"--n must be at least 1 (got {self.n})")
+            raise UsageError(f"the number of images must be at least 1 (got {self.n})")
         if not 1 <= self.min_lines <= self.max_lines:
             raise UsageError(f"need 1 <= min_lines <= max_lines (got {self.min_lines}, {self.max_lines})")
         if min(self.min_size) < 128 or any(a > b for a, b in zip(self.min_size, self.max_size, strict=True)):

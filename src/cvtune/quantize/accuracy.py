@@ -140,7 +140,7 @@ def quantize_with_accuracy_control(
     which is much cheaper than a task metric. `evaluated_on` says what `validate` scores, for the report.
     Returns (QuantResult of the chosen configuration, AccuracyReport of every step)."""
     if not isinstance(config, StaticConfig):
-        raise UsageError("accuracy-aware mode (--max-drop) works with static int8 only")
+        raise UsageError("accuracy-aware mode (a max drop) works with static int8 only")
     budget = Budget.parse(max_drop) if isinstance(max_drop, str) else max_drop
     if not isinstance(budget, Budget):
         raise UsageError(f"max_drop takes a Budget, e.g. Budget.parse('1%') (relative) or Budget.parse('0.01abs') "

@@ -49,8 +49,8 @@ def build(source: Path, target: Path, config: QuantConfig, workdir: Path,
         from .static import prepare_float, quantize_static_model
 
         if calibration is None or not len(calibration):
-            raise UsageError("static int8 needs calibration images: pass --calib DIR (or --data DIR), or use "
-                             "--dynamic, which needs none")
+            raise UsageError("static int8 needs calibration images (a folder of images like the deployed ones), or use "
+                             "dynamic int8, which needs none")
         prepared = prepare_float(source, config, workdir)
         notes = list(prepared.notes)
         notes += quantize_static_model(prepared, target, calibration, config, cache=workdir / "ranges.json")

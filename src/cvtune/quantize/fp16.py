@@ -59,7 +59,7 @@ def convert_fp16_model(model_path: str | Path, output: Path, config: Fp16Config)
     block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FRAGILE_OPS) | set(config.block_ops))
     unknown = sorted(set(config.exclude) - {n.name for n in proto.graph.node})
     if unknown:
-        raise ModelError(f"--exclude names node(s) not in {model_path}: {', '.join(unknown[:5])}")
+        raise ModelError(f"the excluded node(s) are not in {model_path}: {', '.join(unknown[:5])}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -82,8 +82,8 @@ def convert_fp16_model(model_path: str | Path, output: Path, config: Fp16Config)
         listed = ", ".join(f"{op} ({n})" for op, n in list(fallback.items())[:6])
         raise ModelError(f"fp16: ONNX Runtime {ort.__version__} on this CPU has no fp16 kernel for {listed}; they "
                          f"would run in float32 behind Cast nodes, so the fp16 file is smaller but not faster. "
-                         f"Pass --fp16-fallback to write it anyway, or keep the float model and try OpenCV's "
-                         f"fp16 target (--target cpu_fp16) where the CPU has it")
+                         f"Allow fp32 kernels to write it anyway, or keep the float model and try OpenCV's "
+                         f"fp16 target (cpu_fp16) where the CPU has it")
     present = sorted({n.op_type for n in proto.graph.node} & set(block))
     notes = [f"fp16 with float32 inputs/outputs; kept in float32: {', '.join(present) or 'nothing'}"]
     if clamped:

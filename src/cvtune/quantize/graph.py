@@ -70,7 +70,7 @@ def check_quantizable(proto: onnx.ModelProto, path: str | Path, op_types: tuple[
                          f"quantize{hint}")
     unknown = sorted(set(exclude) - {n.name for n in proto.graph.node})
     if unknown:
-        raise ModelError(f"--exclude names node(s) not in {path}: {', '.join(unknown[:5])}; `cvtune inspect` lists "
+        raise ModelError(f"the excluded node(s) are not in {path}: {', '.join(unknown[:5])}; `cvtune inspect` lists "
                          f"node names")
     left = [n for n in names if n not in set(exclude)]
     if not left:
@@ -89,7 +89,7 @@ def raise_opset(proto: onnx.ModelProto, version: int) -> tuple[onnx.ModelProto, 
     except Exception as exc:  # noqa: BLE001 - the converter raises many types
         raise ModelError(f"per-channel int8 needs opset >= {version} (DequantizeLinear's axis), but converting "
                          f"this opset-{have} model failed: {str(exc).splitlines()[0][:200]}; use per-tensor "
-                         f"(drop --per-channel)") from None
+                         f"(per-channel off)") from None
     return converted, f"opset {have} -> {version} (per-channel DequantizeLinear needs an axis attribute)"
 
 

@@ -230,7 +230,7 @@ def resolve_target(runtime: Runtime, *, fallback: bool = False) -> tuple[Runtime
         if cpu == runtime:
             raise
         if not fallback:
-            raise RuntimeUnavailable(f"{exc}; pass --fallback to run on the CPU instead") from None
+            raise RuntimeUnavailable(f"{exc}; allow the CPU fallback to run there instead") from None
         cpu.check()  # type: ignore[attr-defined]
         return cpu, f"{runtime.label()} is not available ({exc}); using {cpu.label()} instead (--fallback)"
 

@@ -115,7 +115,7 @@ class OpenCVRuntime(Runtime):
             )
         if self.target != "cpu" and self.engine == "new":
             raise RuntimeUnavailable(
-                f"the new OpenCV engine runs on the CPU backend only; use --engine classic for {self.target}"
+                f"the new OpenCV engine runs on the CPU backend only; use engine classic for {self.target}"
             )
 
     def open(self, model_path: str | Path) -> OpenCVSession:

@@ -80,8 +80,8 @@ class ClassifyTask(Task):
         top1, top5 = [], []
         for prediction, sample in zip(predictions, samples, strict=True):
             if not isinstance(sample.target, int | np.integer):
-                raise DatasetError(f"task 'classify' needs a class label for {sample.path}; load the data with "
-                                   f"--kind classification (one folder per class)")
+                raise DatasetError(f"task 'classify' needs a class label for {sample.path}; load the data as "
+                                   f"kind 'classification' (one folder per class)")
             truth = mapping.get(int(sample.target), int(sample.target))
             top1.append(float(prediction["top"][0] == truth))
             top5.append(float(truth in prediction["top"][:5]))

@@ -95,7 +95,12 @@ class AuxModel:
     @property
     def session(self) -> Session:
         if self._session is None:
-            self._session = self.runtime.open(self.path)
+            path = self.path
+            if path.suffix.lower() != ".onnx" and self.runtime.name != "opencv":  # a .tflite run by ORT/OpenVINO
+                from ..convert import ensure_onnx
+
+                path = ensure_onnx(path)
+            self._session = self.runtime.open(path)
         return self._session
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:

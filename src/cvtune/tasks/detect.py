@@ -42,7 +42,7 @@ def decode_boxes(outputs: list[np.ndarray], *, conf_thresh: float, iou_thresh: f
         rows = rows[None]
     if rows.ndim != 3 or rows.shape[2] != 6:
         raise output_error("detect", "[N, K, 6] (x1, y1, x2, y2, score, class) rows for decoder 'boxes'", outputs,
-                           "pick the decoder that fits the model (--decoder yolo for raw YOLO heads)")
+                           "pick the decoder that fits the model (decoder 'yolo' for raw YOLO heads)")
     rows = rows[0][rows[0][:, 4] >= conf_thresh]
     rows = rows[np.argsort(-rows[:, 4], kind="stable")[:max_det]]
     return Detections(rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64))
@@ -53,7 +53,7 @@ def decode_yolo(outputs: list[np.ndarray], *, conf_thresh: float, iou_thresh: fl
     raw = outputs[0] if outputs else np.zeros(0)
     if raw.ndim != 3 or min(raw.shape[1:]) < 5:
         raise output_error("detect", "a [N, 4 + classes, anchors] YOLO head for decoder 'yolo'", outputs,
-                           "pick the decoder that fits the model (--decoder boxes for [N, K, 6] outputs)")
+                           "pick the decoder that fits the model (decoder 'boxes' for [N, K, 6] outputs)")
     pred = raw[0] if raw.shape[1] < raw.shape[2] else raw[0].T  # -> (4 + C, A): fewer channels than anchors
     scores_all = pred[4:]
     classes = scores_all.argmax(axis=0)
@@ -157,8 +157,8 @@ def coco_ground_truth(samples: list[Sample], dataset: Dataset) -> dict[str, Any]
     images, annotations = [], []
     for sample in samples:
         if sample.image_id is None or sample.target is None:
-            raise DatasetError(f"task 'detect' needs COCO annotations for {sample.path}; load the data with "
-                               f"--kind coco (annotations json + images folder)")
+            raise DatasetError(f"task 'detect' needs COCO annotations for {sample.path}; load the data as "
+                               f"kind 'coco' (annotations json + images folder)")
         images.append({"id": int(sample.image_id), "file_name": sample.path.name})
         for ann in sample.target:
             x, y, w, h = (float(v) for v in ann["bbox"])

@@ -69,7 +69,7 @@ class FidelityTask(Task):
         super().__init__(preprocessing, input_size=parse_size(input_size), **options)
         if reference_model is None:
             raise UsageError("task 'fidelity' needs a reference model (the original) to compare against; "
-                             "pass reference_model=PATH (CLI: --reference PATH)")
+                             "give reference_model=PATH")
         self.reference = AuxModel(reference_model, reference_runtime)
         self.max_side = max_side
         self.cache_limit = int(cache_limit_mb * 2**20)

@@ -146,7 +146,7 @@ class OcrTask(Task):
         for prediction, sample in zip(predictions, samples, strict=True):
             if not isinstance(sample.target, str):
                 raise DatasetError(f"task 'ocr' on text lines needs a transcription for {sample.path}; load the "
-                                   f"data with --kind ocr_lines (labels.txt of `path<TAB>text`) or icdar")
+                                   f"data as kind 'ocr_lines' (labels.txt of `path<TAB>text`) or icdar")
             truth = sample.target
             correct.append(float(self._same(prediction["text"], truth)))
             dist.append(self._distance(prediction["text"], truth))

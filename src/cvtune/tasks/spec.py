@@ -31,8 +31,11 @@ class TaskSpec:
     def build(self, *, input_size: tuple[int, int] | list[int] | None = None, **overrides: Any) -> Task:
         """A fresh Task instance (tasks hold helper sessions: one per worker)."""
         from . import get_task_class
+        from .plugin import PLUGIN_OPTION, load_task_plugin
 
         options = {**self.options, **overrides}
+        if options.get(PLUGIN_OPTION):  # a user's task file: import it in this process first
+            load_task_plugin(options.pop(PLUGIN_OPTION))
         if input_size:
             options["input_size"] = tuple(input_size)
         return get_task_class(self.name)(self.preprocessing, **options)
@@ -71,7 +74,11 @@ def resolve_task(name: str, model_path: str | os.PathLike[str] | None = None, **
     preprocessing. Explicit `options` (including `preprocessing`) win over every default."""
     from . import get_task_class
     from .ctc import read_charset
+    from .plugin import PLUGIN_OPTION, load_task_plugin
 
+    if options.get(PLUGIN_OPTION):
+        options[PLUGIN_OPTION] = str(Path(options[PLUGIN_OPTION]).resolve())
+        load_task_plugin(options[PLUGIN_OPTION])
     get_task_class(name)  # unknown names fail here, listing the valid ones
     preprocessing = options.pop("preprocessing", None)
     source = "user" if preprocessing is not None else ""

@@ -145,7 +145,7 @@ def text_boxes(target: Any, sample: Sample, task: str) -> tuple[TextBox, ...]:
     """The ICDAR label of a sample, or a DatasetError saying this task needs one."""
     if target is None or not all(isinstance(t, TextBox) for t in target):
         raise DatasetError(f"task '{task}' needs ICDAR text-box labels, but {sample.path} has none; "
-                           f"load the data with --kind icdar (img_N.jpg + gt_img_N.txt)")
+                           f"load the data as kind 'icdar' (img_N.jpg + gt_img_N.txt)")
     return tuple(target)
 
 
