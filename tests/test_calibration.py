@@ -268,5 +268,5 @@ def test_the_cli_refuses_a_bad_calibration_size_with_one_line(model, images, tmp
     code = run_cli(["prune", str(model), "-o", str(tmp_path / "p.onnx"), "--method", "channel", "--ratio", "0.5",
                     "--calib", str(images), "--calib-size", "0"])
     err = capsys.readouterr().err
-    assert code == 2 and "Error:" in err and "calibration image count must be a whole number >= 1" in " ".join(err.split())
+    assert code == 2 and "Error:" in err and "image count must be a whole number >= 1" in " ".join(err.split())
     assert not (tmp_path / "p.onnx").exists()

@@ -373,7 +373,7 @@ BAD_INPUTS = {
     "output is the input": ("tiny", ["--calib", "{photos}", "--output-is-input"], "same file as the input"),
     "fp16 and dynamic": ("tiny", ["--fp16", "--dynamic"], "choose one of --dynamic and --fp16"),
     "ambiguous budget": ("tiny", ["--calib", "{photos}", "--max-drop", "5"], "write 5% for a relative drop or 5abs"),
-    "unreadable budget": ("tiny", ["--calib", "{photos}", "--max-drop", "lots"], "cannot read the accuracy budget (max drop) 'lots'"),
+    "unreadable budget": ("tiny", ["--calib", "{photos}", "--max-drop", "lots"], "budget (max drop) 'lots'"),
 }
 
 

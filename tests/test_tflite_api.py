@@ -134,7 +134,7 @@ def test_inspect_bench_and_prepare_take_a_tflite_as_it_is(real_models, tmp_path,
     assert info["inputs"][0]["shape"] == [1, 256, 256, 3] and info["fed_as"]["shape"] == [1, 3, 256, 256]
     assert info["conversion"]["ok"] and info["flops"] > 0
     assert run_cli(["bench", str(model), "--min-runs", "2", "--min-time", "0", "--warmup", "1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["input_shape"] == [1, 3, 256, 256]
+    assert json.loads(capsys.readouterr().out)["input_shape"] == [1, 3, 256, 256]
     assert run_cli(["prepare", str(model), "-o", str(tmp_path / "selfie.onnx")]) == 0
     assert (tmp_path / "selfie.onnx").is_file() and model.read_bytes() == before
 

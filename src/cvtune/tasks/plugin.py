@@ -52,8 +52,7 @@ def load_task_plugin(path: str | os.PathLike[str]) -> list[str]:
     names = []
     for cls in classes:
         known = TASKS.get(cls.name)
-        if known is not None and known.__module__ != module_name and not known.__module__.startswith(
-                "cvtune_task_plugin_"):
+        if known is not None and known.__module__.startswith("cvtune."):
             raise UsageError(f"task plugin {path}: task name '{cls.name}' is a built-in task; pick another name")
         TASKS[cls.name] = cls
         names.append(cls.name)
