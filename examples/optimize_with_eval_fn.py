@@ -70,13 +70,13 @@ def main() -> None:
     try:
         result = cvtune.optimize(args.model, args.data, task="fidelity", max_drop="2%", time=args.time, out=args.out,
                                  eval_fn=make_eval_fn(args.model, args.data), preset="quick", runtimes="opencv,ort",
-                                 max_trials=args.max_trials, screen_images=2, eval_images=3)
+                                 max_trials=args.max_trials, eval_images=3)
     except cvtune.CvtuneError as exc:
         raise SystemExit(f"Error: {exc}") from None
-    print(f"chosen: {result.best.label if result.best else 'none'}")
-    user = getattr(result, "user_metric", None)
-    if user is not None:
-        print(f"mask IoU: original {user.baseline:.4f}, chosen {user.chosen:.4f}, within budget: {user.within_budget}")
+    print(f"answer: {result.best.label if result.best else 'none'} ({'improved' if result.improved else 'as given'})")
+    base, best = result.baseline, result.best
+    if base is not None and best is not None and base.metric and best.metric:
+        print(f"mask IoU: original {base.metric.value:.4f}, answer {best.metric.value:.4f}")
     print(f"exported: {result.exported}")
 
 

@@ -106,20 +106,34 @@ def tiny_image_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """cvtune's cache (converted models, built candidates) in a folder of this test session, not the user's."""
+    import os
+
+    previous = os.environ.get("CVTUNE_CACHE")
+    os.environ["CVTUNE_CACHE"] = str(tmp_path_factory.mktemp("cvtune-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CVTUNE_CACHE", None)
+    else:
+        os.environ["CVTUNE_CACHE"] = previous
+
+
 def small_search_config(out: Path, model: Path, data: Path, **overrides):
     """A 2-4 candidate search on ppocr-cls with the fidelity task: runs in seconds."""
     from cvtune.search import OptimizeConfig, SpaceConfig
 
     space = overrides.pop("space", None) or SpaceConfig(runtimes=("opencv", "ort"), opencv_engines=("new",),
                                                         threads=(1,), transforms=())
-    return OptimizeConfig(model=model, task="fidelity", data=data, out=out, space=space, screen_images=2,
-                          final_min_time_s=0.3, **overrides)
+    return OptimizeConfig(model=model, task="fidelity", data=data, out=out, space=space, final_min_time_s=0.3,
+                          **overrides)
 
 
 @pytest.fixture(scope="session")
 def optimize_run(tmp_path_factory, cls_model: Path, tiny_image_dir: Path):
     """One finished small search whose space includes a candidate that aborts and one that hangs (test hooks,
-    trial timeout 8 s): (config, result)."""
+    trial timeout 20 s): (config, result)."""
     import os
 
     from cvtune.report import write_report
@@ -132,7 +146,7 @@ def optimize_run(tmp_path_factory, cls_model: Path, tiny_image_dir: Path):
     try:
         space = SpaceConfig(runtimes=("opencv", "ort"), opencv_engines=("new",), threads=(1,), transforms=(),
                             debug=("abort", "hang"))
-        config = small_search_config(out, cls_model, tiny_image_dir, space=space, trial_timeout_s=8)
+        config = small_search_config(out, cls_model, tiny_image_dir, space=space, trial_timeout_s=20)
         result = optimize(config)
         result.report = write_report(config.out)
     finally:

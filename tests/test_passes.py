@@ -112,8 +112,8 @@ def test_a_pass_from_outside_cvtune_needs_no_other_change(toy_pass, tmp_path, cl
     with Store.open(config.out, create=False) as store:
         built = [m for m in store.models() if m.passes and m.passes[0]["pass"] == "toy_scale"]
         assert len(built) == 1 and built[0].ok and built[0].info["passes"]["toy_scale"]["scaled"] == 1.0
-        toy_trials = [t for t in store.trials("screen") if t.candidate.pass_in("toy") == toy]
-        assert toy_trials and toy_trials[0].ok and toy_trials[0].metric.value == pytest.approx(1.0, abs=1e-6)
+        toy_trials = [t for t in store.trials("result") if t.candidate.pass_in("toy") == toy]
+        assert toy_trials and toy_trials[0].ok
     # the report: a finding names the pass in its own words
     write_report(config.out)
     texts = [f.text for f in compute_findings(load_run(config.out).best_rows())]
@@ -124,13 +124,12 @@ def test_a_pass_from_outside_cvtune_needs_no_other_change(toy_pass, tmp_path, cl
     with Store.open(config.out, create=False) as store:
         search = Search(ctx, store, Clock(None, 60.0))
         trial = toy_trials[0]
-        deploy = deploy_dict(result, search, trial)
+        deploy = deploy_dict(search, trial.candidate, timing=trial, accuracy=trial)
     assert deploy["transforms"] == [{"pass": "toy_scale", "description": "weights scaled by 1",
                                      "settings": {"factor": 1.0}}]
     assert trial.candidate.runtime == make_runtime("ort", threads=1)
     assert json.loads(json.dumps(deploy)) == deploy
-    assert np.isfinite(deploy["expected"]["metric"]["value"] or 0.0)
-    assert Path(config.out / "best" / "deploy.json").is_file()
+    assert Path(config.out / "best" / "deploy.json").is_file() and result.best is not None
 
 
 def test_each_pass_calibrates_with_what_it_declares_so_prune_then_int8_calibrates_at_full_resolution(tmp_path):

@@ -145,31 +145,3 @@ def test_pareto_front_keeps_only_undominated_points():
     points = [(10, 0.90), (20, 0.95), (15, 0.89), (30, 0.95), (5, 0.80), (40, 0.99)]
     front = pareto_front(points, cost=lambda p: p[0], score=lambda p: p[1])
     assert front == [(5, 0.80), (10, 0.90), (20, 0.95), (40, 0.99)]
-
-
-def test_promotion_always_keeps_the_cheapest_candidate_strictly_within_budget() -> None:
-    """Screening allows twice the budget; fast over-budget candidates must not crowd out the feasible one."""
-    from types import SimpleNamespace
-
-    from cvtune.search import Budget, Measurement, MetricResult, OptimizeConfig, Trial
-    from cvtune.search.goals import get_objective
-    from cvtune.search.strategy import promote
-    from cvtune.search.trials import Search
-
-    search = SimpleNamespace(config=OptimizeConfig(model="m.onnx", task="textdet", data=".", out="out",
-                                                   budget=Budget.parse("1%")),
-                             objective=get_objective("latency"))
-    search.feasible = lambda t, b, slack=0.0: Search.feasible(search, t, b, slack=slack)
-    search.drop = lambda t, b: Search.drop(search, t, b)
-    search.cost = lambda t: Search.cost(search, t)
-
-    def trial(threads: int, p50: float, metric: float) -> Trial:
-        return Trial(Candidate(runtime=make_runtime("ort", threads=threads)), "screen", "ok",
-                     timing=Measurement(p50, p50, p50, 1000 / p50), metric=MetricResult("hmean", metric))
-
-    baseline = Trial(Candidate(), "screen", "ok", timing=Measurement(170, 170, 170, 5.9),
-                     metric=MetricResult("hmean", 0.95))
-    fast = [trial(t, 70 + 5 * t, 0.933) for t in (1, 2, 3)]
-    within, slow = trial(4, 90, 0.95), trial(5, 160, 0.95)
-    chosen = promote(search, [baseline, *fast, within, slow], baseline)
-    assert within in chosen and slow not in chosen

@@ -10,7 +10,7 @@ _os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
 __version__ = "0.1.0"
 
 
-_API = {"optimize", "evaluate", "quantize", "prune", "load_deployed", "Deployed", "UserMetric"}
+_API = {"optimize", "evaluate", "quantize", "prune", "load_deployed", "Deployed"}
 _ERRORS = {"CvtuneError", "ModelError", "DatasetError", "UsageError", "RuntimeUnavailable", "TrialFailed"}
 _TYPES = {"Metrics": "cvtune.tasks.base", "Task": "cvtune.tasks.base", "Preprocessing": "cvtune.zoo",
           "OptimizeResult": "cvtune.search", "QuantResult": "cvtune.quantize.result", "Budget": "cvtune.budget"}

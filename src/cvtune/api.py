@@ -25,24 +25,11 @@ from .errors import CvtuneError, DatasetError, ModelError, UsageError
 from .tasks.base import Metrics, Task
 from .zoo import Preprocessing
 
-__all__ = ["optimize", "evaluate", "quantize", "prune", "load_deployed", "Deployed", "UserMetric", "EvalFn"]
+__all__ = ["optimize", "evaluate", "quantize", "prune", "load_deployed", "Deployed", "EvalFn"]
 
 PathLike = str | os.PathLike[str]
 EvalFn = Callable[[Deployed], float]
 QUANT_METHODS = ("int8", "int8-dynamic", "fp16")
-
-
-@dataclasses.dataclass(frozen=True)
-class UserMetric:
-    """The user's eval_fn on the original model and on the chosen one, and whether the drop fits the budget."""
-
-    baseline: float
-    chosen: float
-    drop: float
-    within_budget: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _task_options(task: str | type[Task] | None, preprocess: Preprocessing | dict | None,
@@ -118,9 +105,11 @@ def optimize(model: PathLike, data: PathLike, *, task: str | type[Task] | None =
     seconds). `task` defaults to the zoo model's task, else "fidelity" (agreement with the original, no labels).
     `out` (default ./<model stem>.cvtune) holds trials.sqlite, best/ (model + deploy.json) and report.html; the
     same call resumes. `eval_fn(deployed) -> float` (higher is better) is the user's own metric: the chosen
-    configuration is the fastest within the budget on it. `advanced`: OptimizeConfig fields (objective, seed,
-    screen_images, eval_images, max_trials, calib_images, ...) and SpaceConfig fields (threads, input_scales,
-    batches, instances, ...). Returns an OptimizeResult (plus `user_metric` when eval_fn was given)."""
+    configuration is the fastest within the budget on it: every candidate (and the model as given) is scored with it
+    instead of the task's metric. `advanced`: OptimizeConfig fields (objective, seed, eval_images, max_trials,
+    calib_images, strategy, eval_workers, ...) and SpaceConfig fields (threads, input_scales, batches, instances,
+    ...). Returns an OptimizeResult (exit_code 0 when an improvement within the budget was found, 3 when the
+    model as given is the answer)."""
     from .report import write_report
     from .search import OptimizeConfig
     from .search import optimize as run_search
@@ -144,42 +133,13 @@ def optimize(model: PathLike, data: PathLike, *, task: str | type[Task] | None =
         space_settings["runtimes"] = tuple(r.strip() for r in (runtimes.split(",") if isinstance(runtimes, str)
                                                                else runtimes) if r.strip())
     settings = {k: v for k, v in advanced.items() if k in config_fields}
-    if eval_fn is not None and "eval_fn" in config_fields:  # the search scores trials with it itself
-        settings["eval_fn"] = eval_fn
+    settings["eval_fn"] = eval_fn  # None: the task's own metric
     config = OptimizeConfig(model=path, task=name, data=Path(data), out=Path(out or f"{path.stem}.cvtune"),
                             task_options=task_options, budget=budget, time_budget_s=seconds,
                             space=space_preset(preset, **space_settings), **settings)
     result = run_search(config)
     result.report = write_report(config.out)
-    if eval_fn is not None and "eval_fn" not in config_fields:
-        result.user_metric = _check_user_metric(result, config, eval_fn)  # type: ignore[attr-defined]
     return result
-
-
-def _check_user_metric(result, config, eval_fn: EvalFn) -> UserMetric | None:
-    """eval_fn on the original (its baseline runtime) and on the exported choice; a choice that loses more than the
-    budget on the user's metric is reported as not within the budget."""
-    if result.exported is None or result.baseline is None:
-        return None
-    from .runtimes import Runtime
-    from .tasks.spec import resolve_task
-
-    spec = resolve_task(config.task, config.model, **config.task_options)
-    baseline_runtime: Runtime = result.baseline.candidate.runtime
-    base = Deployed.from_model(config.model, baseline_runtime, spec)
-    chosen = load_deployed(result.exported)
-    try:
-        values = float(eval_fn(base)), float(eval_fn(chosen))
-    finally:
-        base.close()
-        chosen.close()
-    drop = config.budget.drop(*values)
-    within = config.budget.allows(*values)
-    if not within:
-        result.met_budget = False
-    result.notes.append(f"eval_fn: original {values[0]:.4f}, chosen {values[1]:.4f} ({config.budget.describe(drop)} "
-                        f"drop{'' if within else ', over the budget'})")
-    return UserMetric(values[0], values[1], drop, within)
 
 
 def quantize(model: PathLike, output: PathLike, *, method: str = "int8", calib: PathLike | Sequence[PathLike] |

@@ -727,10 +727,10 @@ def check_conversion(source: Path, converted: Path, *, images: list[np.ndarray] 
 
 
 def cache_dir() -> Path:
-    """Where converted models are kept: $CVTUNE_CACHE, else $XDG_CACHE_HOME/cvtune, else ~/.cache/cvtune."""
-    root = os.environ.get("CVTUNE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "cvtune")
-    return Path(root) / "converted"
+    """Where converted models are kept: converted/ in cvtune's cache (files.cache_root)."""
+    from .files import cache_root
+
+    return cache_root() / "converted"
 
 
 def ensure_onnx(model_path: str | os.PathLike[str]) -> Path:

@@ -45,3 +45,11 @@ def refuse_overwrite_of_input(output: str | os.PathLike[str], *inputs: str | os.
     for item in inputs:
         if item is not None and Path(item).resolve() == out:
             raise UsageError(f"output {output} is the same file as the input; choose another -o path")
+
+
+def cache_root() -> Path:
+    """cvtune's own cache (converted models, built candidates): $CVTUNE_CACHE, else $XDG_CACHE_HOME/cvtune, else
+    ~/.cache/cvtune. Everything in it can be deleted at any time; it is rebuilt on demand."""
+    root = os.environ.get("CVTUNE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "cvtune")
+    return Path(root)

@@ -17,6 +17,7 @@ from rich.table import Table
 from ..console import console, err_console
 from ..errors import UsageError
 from ..search import OBJECTIVES, Budget, OptimizeConfig, OptimizeResult, SpaceConfig, optimize, parse_duration
+from ..search.measure import Incumbent, Outcome
 from ..search.records import Trial
 from ..search.space import SPACE_PRESETS, space_preset
 from ._options import (
@@ -83,49 +84,64 @@ def build_space_config(*, preset: str, runtimes: str | None, threads: str | None
 
 
 class LiveDisplay:
-    """Trials done, best so far and time left, redrawn as events arrive (one line per trial when not a TTY)."""
+    """The search as it goes: the baseline, the candidate being measured and why, the best answer so far and the
+    time left; redrawn as events arrive, or one plain line per event when stderr is not a terminal."""
 
-    def __init__(self, config: OptimizeConfig) -> None:
+    def __init__(self, config: OptimizeConfig, *, explain: bool = False) -> None:
         self.config = config
+        self.explain = explain
         self.started = time.monotonic()
-        self.phase = "starting"
+        self.now = "loading the model and the data"
         self.done = self.total = self.failed = 0
         self.baseline: Trial | None = None
-        self.best: Trial | None = None
-        self.last = ""
+        self.best: Incumbent | None = None
         self.live: Live | None = None
 
+    def _say(self, text: str) -> None:
+        if not err_console.is_terminal or self.live is None:
+            err_console.print(text, highlight=False, markup=False)
+
     def __call__(self, kind: str, **data: Any) -> None:
-        if kind == "space":
-            err_console.print(f"search space: {data['size']} candidates ({data['strategy']})", highlight=False)
-        elif kind == "start" and data.get("resumed"):
-            err_console.print(f"resuming the search in {self.config.out}", highlight=False)
-        elif kind == "progress":
-            self.phase, self.done, self.total = data["phase"], data["done"], data["total"]
+        if kind == "start":
+            self.now = "measuring the model as given (the baseline)"
+            if data.get("resumed"):
+                self._say(f"resuming the search in {self.config.out}: stages already measured are reused")
+        elif kind == "space":
+            self.total = data["size"] - 1
+            self._say(f"search space: {data['size']} candidates, order: {data['strategy']}")
         elif kind == "build":
-            self.last = f"building model: {data['label']}"
+            self.now = f"building: {data['label']}"
         elif kind == "trial_start":
-            self.last = f"{data['rung']}: {data['candidate'].label()}"
-        elif kind == "trial_done":
-            self._trial(data["trial"])
+            self.now = f"{data['rung']}: {data['candidate'].label()}"
         elif kind == "baseline":
-            self.baseline = data["trial"]
+            self.baseline = data["accuracy"].with_(timing=data["timing"].timing)
+            self._say(f"baseline {self.baseline.label}: p50 {data['timing'].p50_ms:.1f} ms, "
+                      f"{_metric(data['accuracy'])}")
+        elif kind == "candidate":
+            self.now = f"{data['candidate'].label()}"
+            if self.explain:
+                self._say(f"next: {data['candidate'].label()}: {data['why']}")
+        elif kind == "outcome":
+            self._outcome(data["outcome"])
+        elif kind == "best":
+            self.best = data["incumbent"]
+            if self.best.gain > 1:
+                self._say(f"new best: {self.best.candidate.label()}, {self.best.gain:.2f}x the baseline")
         if self.live is not None:
             self.live.update(self.render())
 
-    def _trial(self, trial: Trial) -> None:
-        self.failed += not trial.ok
-        if not err_console.is_terminal:
-            what = f"p50 {trial.p50_ms:.1f} ms, {_metric(trial)}" if trial.measured else \
-                (f"{trial.status}: {trial.error}" if not trial.ok else f"p50 {trial.p50_ms:.1f} ms")
-            err_console.print(f"[{trial.rung}] {trial.label}: {what}", highlight=False, markup=False)
-        base = self.baseline
-        if not trial.measured or base is None or base.metric is None or trial.rung != "screen" or \
-                trial.key == base.key:
-            return
-        if self.config.budget.allows(base.metric.value, trial.metric.value) and \
-                (self.best is None or trial.p50_ms < self.best.p50_ms):  # type: ignore[operator]
-            self.best = trial
+    def _outcome(self, outcome: Outcome) -> None:
+        self.done += 1
+        self.failed += not outcome.ok
+        if not outcome.ok:
+            failed = outcome.accuracy if outcome.accuracy is not None and not outcome.accuracy.ok else outcome.timing
+            what = f"{failed.status}: {failed.error}"
+        else:
+            gain = f"{outcome.gain:.2f}x" if outcome.gain else "n/a"
+            drop = f", drop {self.config.budget.describe(outcome.drop.drop)} on {outcome.drop.n} images" \
+                if outcome.drop is not None else ""
+            what = f"{gain}{drop}: {outcome.verdict}" + (" -> new best" if outcome.promoted else "")
+        self._say(f"[{self.done}/{self.total}] {outcome.candidate.label()}: {what}")
 
     def render(self) -> Table:
         table = Table.grid(padding=(0, 2))
@@ -135,15 +151,13 @@ class LiveDisplay:
         if self.config.time_budget_s:
             remaining = max(0.0, self.config.time_budget_s - (time.monotonic() - self.started))
             left = f", {remaining:.0f} s left of {self.config.time_budget_s:.0f} s"
-        table.add_row("phase", f"{self.phase}: {self.done}/{self.total or '?'} ({self.failed} failed){left}")
-        if self.baseline and self.baseline.measured:
+        table.add_row("measured", f"{self.done}/{self.total or '?'} candidates ({self.failed} failed){left}")
+        if self.baseline is not None and self.baseline.timing is not None:
             table.add_row("baseline", f"{self.baseline.label}: p50 {self.baseline.p50_ms:.1f} ms, "
                                       f"{_metric(self.baseline)}")
-        if self.best and self.baseline:
-            speed = self.baseline.p50_ms / self.best.p50_ms  # type: ignore[operator]
-            table.add_row("best so far", f"{self.best.label}: p50 {self.best.p50_ms:.1f} ms ({speed:.2f}x, "
-                                         f"screening), {_metric(self.best)}")
-        table.add_row("now", self.last)
+        if self.best is not None:
+            table.add_row("best so far", f"{self.best.candidate.label()}: {self.best.gain:.2f}x the baseline")
+        table.add_row("now", self.now)
         return table
 
 
@@ -168,34 +182,36 @@ def print_summary(result: OptimizeResult) -> None:
 
     if base:
         table.add_row("baseline", base.label, *cells(base, result.baseline_final), "1.00x", "")
-    if best:
-        table.add_row("chosen", best.label, *cells(best, result.best_final),
+    if best and result.improved:
+        table.add_row("answer", best.label, *cells(best, result.best_final),
                       f"{result.gain:.2f}x" if result.gain else "n/a",
                       result.budget.describe(result.drop) if result.drop is not None else "n/a")
     console.print(table)
-    if best is None:
-        console.print("[bold red]No candidate could be measured on the full evaluation split.[/]")
-    elif result.met_budget:
-        console.print(f"[green]Within the budget[/] (at most {result.budget.describe()} drop).")
+    claim = result.claim or {}
+    if result.improved:
+        console.print(f"[green]Within the budget[/] (at most {result.budget.describe()} drop), re-measured through "
+                      f"deploy.json: {claim.get('remeasured', float('nan')):.4f} on {claim.get('remeasured_images')} "
+                      f"images (claimed {claim.get('claimed', float('nan')):.4f}).")
     else:
-        console.print(f"[bold red]No candidate met the budget[/] (at most {result.budget.describe()} drop); "
-                      f"the closest is shown.")
+        console.print("[bold]Nothing beat the model as given[/] within the budget and the time: the answer is the "
+                      "model as given (exit code 3).")
     if result.stopped_early:
         console.print(f"Stopped early: {result.stopped_early}.", highlight=False)
     for note in result.notes:
         console.print(f"Note: {note}", highlight=False)
-    console.print(f"{result.n_trials} trials ({result.n_failed} failed or ruled out) over {result.n_candidates} "
-                  f"candidates in {result.seconds:.0f} s.", highlight=False)
-    if result.exported:
+    console.print(f"{result.n_trials - 1} of {result.n_candidates - 1} candidates measured "
+                  f"({result.n_failed} failed or ruled out) in {result.seconds:.0f} s.", highlight=False)
+    if result.exported and result.exported.is_file():
         console.print(f"Exported: {result.exported.parent}/ (model.onnx, deploy.json)", highlight=False)
-    console.print(f"Report: {result.report}", highlight=False)
+    if result.report:
+        console.print(f"Report: {result.report}", highlight=False)
 
 
-def run_optimize(config: OptimizeConfig, *, live: bool) -> OptimizeResult:
+def run_optimize(config: OptimizeConfig, *, live: bool, explain: bool = False) -> OptimizeResult:
     """Run the search with the live display, then write the report (the search itself returns data only)."""
     from ..report import write_report
 
-    display = LiveDisplay(config)
+    display = LiveDisplay(config, explain=explain)
     if live and err_console.is_terminal:
         with Live(display.render(), console=err_console, refresh_per_second=2, transient=True) as panel:
             display.live = panel
@@ -234,9 +250,15 @@ def register(app: typer.Typer) -> None:
         batch: str = typer.Option(None, "--batch", help="Batch sizes to try (throughput objective: 1,4)."),
         instances: str = typer.Option(None, "--instances", help="Parallel sessions (processes) to try, e.g. 1,2 "
                                       "(throughput objective: 1 and all cores)."),
-        screen_images: int = typer.Option(16, "--screen-images", help="Evaluation images per screening trial."),
-        eval_images: int = typer.Option(None, "--eval-images", help="Cap on the full evaluation split."),
-        max_trials: int = typer.Option(None, "--max-trials", help="Cap on screened candidates."),
+        eval_images: int = typer.Option(None, "--eval-images", help="Cap on the evaluation split (accuracy stops "
+                                        "earlier when a candidate is clearly inside or outside the budget)."),
+        max_trials: int = typer.Option(None, "--max-trials", help="Cap on candidates measured."),
+        strategy: str = typer.Option("anytime", "--strategy", help="Order candidates are tried in: anytime (the "
+                                     "highest expected gain per second first), enumerate, optuna-tpe."),
+        workers: int = typer.Option(1, "--workers", help="Child processes evaluating accuracy at once (latency "
+                                    "is always timed alone)."),
+        explain: bool = typer.Option(False, "--explain", help="Print why each candidate comes next (the expected "
+                                     "gain, probability within budget and cost the order is based on)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data split and the search order."),
         task_option: list[str] = TASK_OPTION,
         task_plugin: Path = TASK_PLUGIN,
@@ -244,8 +266,15 @@ def register(app: typer.Typer) -> None:
         test_hook: str = typer.Option(None, "--test-hook", hidden=True),
     ) -> None:
         """Find the fastest configuration (runtime, threads, input size, pruning, quantization, simplification)
-        whose metric stays within --max-drop of the model as given run with OpenCV's defaults. Every trial runs in
-        a child process and is saved in OUT/trials.sqlite: run the same command again to resume."""
+        whose metric stays within --max-drop of the model as given run with OpenCV's defaults.
+
+        Anytime: the model as given is measured and exported to OUT/best first; every candidate confirmed faster
+        and within the budget replaces it, so OUT/best always holds a valid answer, also when --time runs out.
+        The answer is timed back to back against the baseline and re-measured through its own deploy.json.
+        Every stage runs in a child process and is saved in OUT/trials.sqlite: run the same command to resume.
+
+        Exit codes: 0 = an answer better than the model as given, within the budget; 3 = nothing beat the model
+        as given (OUT/best holds it); 2 = bad input; 130 = interrupted (resume with the same command)."""
         space = build_space_config(preset=preset, runtimes=runtimes, threads=threads, scales=scales, prune=prune,
                                    quant=quant, simplify=simplify, batches=batch, instances=instances,
                                    objective=objective, test_hook=test_hook)
@@ -257,9 +286,10 @@ def register(app: typer.Typer) -> None:
         config = OptimizeConfig(model=model, task=task, data=data, out=out, data_kind=kind,
                                 task_options=task_options, budget=Budget.parse(max_drop),
                                 objective=objective, time_budget_s=parse_duration(time_limit), seed=seed, space=space,
-                                screen_images=screen_images, eval_images=eval_images, max_trials=max_trials)
+                                eval_images=eval_images, max_trials=max_trials, strategy=strategy,
+                                eval_workers=workers)
         try:
-            result = run_optimize(config, live=not as_json)
+            result = run_optimize(config, live=not as_json, explain=explain)
         except KeyboardInterrupt:
             argv = sys.argv if Path(sys.argv[0]).name == "cvtune" else None  # the exact command, when we have it
             again = shlex.join(["cvtune", *argv[1:]]) if argv else config.resume_command()
@@ -268,5 +298,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(130) from None
         if as_json:
             print(json.dumps(result.to_dict(), indent=2, default=str))
-            return
-        print_summary(result)
+        else:
+            print_summary(result)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)

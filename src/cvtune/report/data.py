@@ -62,33 +62,20 @@ class RunData:
                 return trial.metric.name
         return "metric"
 
-    def baseline_metric(self) -> dict[str, float]:
-        """The baseline's metric per rung (drops are taken against the same images)."""
-        base = self.baseline
-        if base is None:
-            return {}
-        return {t.rung: t.metric.value for t in self.trials if t.key == base.key and t.ok and t.metric is not None}
-
     def drop(self, trial: Trial) -> float | None:
-        """The trial's metric drop against the baseline measured at the same rung (final rungs: the full one)."""
-        refs = self.baseline_metric()
-        ref = refs.get("full") if trial.rung.startswith("final") else refs.get(trial.rung)
-        if ref is None or trial.metric is None:
+        """The trial's metric drop against the baseline on the same images (the search's paired estimate)."""
+        if trial.extra.get("drop") is not None:
+            return float(trial.extra["drop"])
+        base = self.baseline
+        if base is None or base.metric is None or trial.metric is None:
             return None
-        return self.budget.drop(ref, trial.metric.value)
+        if trial.key == base.key:
+            return 0.0
+        return self.budget.drop(base.metric.value, trial.metric.value)
 
     def best_rows(self) -> list[Trial]:
-        """One trial per candidate: its most thorough successful measurement (full over screen), else its failure."""
-        order = {"screen": 0, "full": 1}
-        chosen: dict[str, Trial] = {}
-        for trial in self.trials:
-            if trial.rung.startswith("final"):
-                continue
-            have = chosen.get(trial.key)
-            rank = (trial.ok, order.get(trial.rung, 0))
-            if have is None or rank > (have.ok, order.get(have.rung, 0)):
-                chosen[trial.key] = trial
-        return list(chosen.values())
+        """One row per candidate: its result (timing, metric and the decision taken), in the order measured."""
+        return [t for t in self.trials if t.rung == "result"]
 
 
 def load_run(out: str | Path) -> RunData:

@@ -65,8 +65,8 @@ def render_html(run: RunData) -> str:
     base_key, best_key = (base.key if base else None), (best.key if best else None)
     metric_name = run.metric_name
     rows = run.best_rows()
-    # y: the metric change against the baseline measured on the same images (screened and re-measured
-    # candidates saw different image sets, so raw metrics would not be comparable on one axis)
+    # y: the metric change against the baseline measured on the same images (candidates stop at different image
+    # counts, so raw metrics would not be comparable on one axis)
     scale = 100.0 if budget.relative else 1.0
 
     def change(trial) -> float | None:
@@ -78,18 +78,17 @@ def render_html(run: RunData) -> str:
     y_label = f"{metric_name} change vs baseline" + (" (%)" if budget.relative else "")
     chart = scatter_svg(points, x_label=f"{objective.field} ({objective.unit})", y_label=y_label,
                         budget_y=-budget.value * scale)
-    screen_rows = [t for t in run.trials if t.rung == "screen"]
-    findings = compute_findings(screen_rows, facts=run.facts, metric_name=metric_name)
+    findings = compute_findings(rows, facts=run.facts, metric_name=metric_name)
     failures = failure_findings(rows)
     verdict = ""
     if best:
-        ok = res.get("met_budget")
-        verdict = (f'<p class="{"verdict-ok" if ok else "verdict-bad"}"><b>'
-                   + (f"{res['gain']:.2f}x {escape(objective.gain_label)} over the baseline" if res.get("gain")
-                      else "chosen")
-                   + (f" at {escape(budget.describe(res.get('drop') or 0.0))} {escape(metric_name)} drop"
-                      if res.get("drop") is not None else "")
-                   + (" (within budget)" if ok else " (no candidate met the budget: closest shown)") + "</b></p>")
+        if res.get("improved"):
+            verdict = (f'<p class="verdict-ok"><b>{res.get("gain") or 0:.2f}x {escape(objective.gain_label)} over the '
+                       f'baseline at {escape(budget.describe(res.get("drop") or 0.0))} {escape(metric_name)} drop '
+                       f'(within budget, re-measured through deploy.json)</b></p>')
+        else:
+            verdict = ('<p class="verdict-bad"><b>Nothing beat the model as given within the budget and the time: '
+                       'the answer is the model as given</b></p>')
     summary = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in summary_rows(run))
     table = table_rows(run)
     head = "".join(f"<th>{escape(c)}</th>" for c in TABLE_COLUMNS)
@@ -113,7 +112,7 @@ def render_html(run: RunData) -> str:
 <table class="summary"><tbody>{summary}</tbody></table>
 <h2>Speed and accuracy</h2>
 <p>Each point is one candidate: {escape(objective.field)} against its {escape(metric_name)} change from the
-baseline on the same images (re-measured candidates: the whole evaluation split; screened ones: a subset). The
+baseline on the same images (each candidate was evaluated until its drop was clearly inside or outside the budget). The
 orange line is the Pareto front; hover a point for details.</p>
 <div id="chart">{chart}</div>
 <h2>Findings on this machine</h2>

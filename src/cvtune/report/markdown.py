@@ -20,15 +20,14 @@ def render_markdown(run: RunData) -> str:
     lines = [f"# cvtune optimize: {run.facts.get('model_name', '')}", "", "| | |", "|---|---|"]
     lines += [f"| {_md(k)} | {_md(v)} |" for k, v in summary_rows(run)]
     front = run.front_keys
-    full = [t for t in run.trials if t.rung == "full" and t.key in front and t.measured]
+    full = [t for t in run.best_rows() if t.key in front and t.measured]
     if full:
         objective = run.objective
-        lines += ["", "## Pareto front (re-measured on the whole evaluation split)", "",
+        lines += ["", "## Pareto front (speed against the paired metric drop)", "",
                   f"| candidate | {objective.field} | {metric_name} |", "|---|---:|---:|"]
         lines += [f"| {_md(t.label)} | {objective.value(t):.6g} | {t.metric.value:.4f} |"  # type: ignore[union-attr]
                   for t in sorted(full, key=lambda t: objective.sort_key(objective.value(t)))]
-    findings = compute_findings([t for t in run.trials if t.rung == "screen"], facts=run.facts,
-                                metric_name=metric_name)
+    findings = compute_findings(run.best_rows(), facts=run.facts, metric_name=metric_name)
     lines += ["", "## Findings on this machine", ""] + [f"- {_md(f.text)}" for f in findings]
     if not findings:
         lines.append("- no pair of candidates differing in a single setting was measured")

@@ -109,8 +109,8 @@ def scatter_svg(points: list[Point], *, x_label: str, y_label: str, budget_y: fl
         parts.append(f'{shape} class="point {p.kind}" data-key="{escape(p.key)}" fill="{color}" '
                      f'fill-opacity="0.85" stroke="#333" stroke-width="0.5"><title>{tip}</title>'
                      f'{"</rect>" if p.kind == "baseline" else "</circle>"}')
-    legend = [("screen", "screened"), ("full", "re-measured"), ("front", "Pareto front"), ("baseline", "baseline"),
-              ("best", "chosen")]
+    legend = [("screen", "timed only"), ("full", "accuracy measured"), ("front", "Pareto front"),
+              ("baseline", "baseline"), ("best", "answer")]
     for i, (kind, text) in enumerate(legend):
         x = LEFT + 10 + i * 120
         parts.append(f'<circle cx="{x}" cy="{TOP - 18}" r="5" fill="{style[kind][0]}"/>'
@@ -128,8 +128,9 @@ def points_from(trials: list[Trial], *, objective: Objective, front_keys: set[st
         x = objective.value(trial)
         if not trial.ok or x is None or value is None:
             continue
-        kind = "full" if trial.rung == "full" else "screen"
-        on_front = trial.key in front_keys and trial.rung == "full"
+        settled = trial.extra.get("verdict") in ("within", "outside", "baseline")
+        kind = "full" if settled else "screen"
+        on_front = trial.key in front_keys
         if on_front:
             kind = "front"
         if trial.key == baseline_key:

@@ -38,17 +38,22 @@ def summary_rows(run: RunData) -> list[tuple[str, str]]:
         n = base.metric.n_images if base.metric else "?"
         rows.append(("baseline", f"{base.label}: p50 {_ms((base_final or base).p50_ms)}, {_metric(base)} on "
                                  f"{n} images"))
-    if best:
-        rows.append(("chosen", f"{best.label}: p50 {_ms((best_final or best).p50_ms)}, {_metric(best)}"))
+    if best and res.get("improved"):
+        rows.append(("answer", f"{best.label}: p50 {_ms((best_final or best).p50_ms)}, {_metric(best)}"))
         speed = res.get("speedup")
         rows.append(("speed-up (p50, back to back)", f"{speed:.2f}x" if speed else "n/a"))
         if run.objective.name != "latency" and res.get("gain"):
             rows.append((f"{run.objective.gain_label} (back to back)", f"{res['gain']:.2f}x"))
         drop = res.get("drop")
-        verdict = "within budget" if res.get("met_budget") else "OVER BUDGET: no candidate met it; this is the closest"
-        rows.append(("metric drop", f"{budget.describe(drop) if drop is not None else 'n/a'} ({verdict})"))
+        rows.append(("metric drop", f"{budget.describe(drop) if drop is not None else 'n/a'} (within budget)"))
+        claim = res.get("claim") or {}
+        if claim:
+            rows.append(("re-measured through deploy.json",
+                         f"{_num(claim.get('remeasured'))} on {claim.get('remeasured_images')} images (claimed "
+                         f"{_num(claim.get('claimed'))} on {claim.get('claimed_images')}): "
+                         f"{'holds' if claim.get('holds') else 'DOES NOT HOLD'}"))
     else:
-        rows.append(("chosen", "none: no candidate could be measured on the full evaluation split"))
+        rows.append(("answer", "the model as given: nothing beat it within the budget and the time"))
     rows.append(("trials", f"{res.get('n_trials', len(run.trials))} ({res.get('n_failed', 0)} failed or ruled out) "
                            f"over {res.get('n_candidates', '?')} candidates, strategy {res.get('strategy', '?')}"))
     if res.get("stopped_early"):

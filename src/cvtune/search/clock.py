@@ -4,6 +4,8 @@ and trial timeouts. One object, so every phase agrees on how much time is left."
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class OutOfTime(Exception):
@@ -21,6 +23,7 @@ class Clock:
         self.end = self.started + time_budget_s if time_budget_s else None
         self.final_reserve_s = min(15.0, 0.1 * time_budget_s) if time_budget_s else 0.0
         self.deadline = self.end - self.final_reserve_s if self.end is not None else None
+        self.bounded = True  # False while measuring what every answer needs (the baseline): never cut short
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -34,27 +37,37 @@ class Clock:
 
     def expired(self) -> bool:
         left = self.time_left()
-        return left is not None and left <= 0
+        return self.bounded and left is not None and left <= 0
+
+    @contextmanager
+    def unbounded(self) -> Iterator[None]:
+        """Measure something every answer needs (the baseline) whatever the budget says."""
+        self.bounded = False
+        try:
+            yield
+        finally:
+            self.bounded = True
 
     def phase_deadline(self, share: float) -> float | None:
         """The monotonic time at which `share` of the search phases' time is used."""
         return None if self.deadline is None else self.started + share * (self.deadline - self.started)
 
-    def reserve_final(self, timing_seconds: float, rounds: int) -> None:
-        """Size the time kept for the final timing from what one timing really took (at most a quarter)."""
+    def reserve(self, seconds: float) -> None:
+        """Keep `seconds` after the search phases (final timing, claim check, report): at most 40% of the budget,
+        so a long evaluation never leaves the search no time at all."""
         if self.end is None or self.budget_s is None:
             return
-        self.final_reserve_s = min(0.25 * self.budget_s, max(self.final_reserve_s, 2 * rounds * timing_seconds))
+        self.final_reserve_s = min(0.4 * self.budget_s, max(0.1 * self.budget_s, seconds))
         self.deadline = self.end - self.final_reserve_s
 
     def timeout(self, cap: float | None = None) -> float:
         """A child's timeout: the trial timeout, shortened to the time left (never below 5 s)."""
         limit = self.trial_timeout_s if cap is None else min(cap, self.trial_timeout_s)
         left = self.time_left()
-        return limit if left is None else max(5.0, min(limit, left))
+        return limit if left is None or not self.bounded else max(5.0, min(limit, left))
 
     def check(self, exc: Exception) -> None:
         """A child killed because the whole search ran out of time is not the candidate's failure."""
         left = self.time_left()
-        if left is not None and left <= 1.0 and "timed out" in str(exc):
+        if self.bounded and left is not None and left <= 1.0 and "timed out" in str(exc):
             raise OutOfTime() from None

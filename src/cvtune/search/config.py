@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import shlex
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,33 +32,53 @@ class OptimizeConfig:
     seed: int = 0
     space: SpaceConfig = field(default_factory=SpaceConfig)
     calib_fraction: float = 0.3
-    screen_images: int = 16
-    eval_images: int | None = None  # cap on the full evaluation split (None = all of it)
-    calib_images: int = 16  # calibration images for pruning/quantization
-    enumerate_limit: int = 48  # spaces larger than this are sampled with optuna
-    max_trials: int | None = None  # cap on screened candidates (None: all when enumerating, 40 with optuna)
-    promote_eta: int = 3  # successive halving: keep about 1/eta of the screened candidates
-    promote_min: int = 3
-    promote_max: int = 6
+    eval_images: int | None = None  # cap on the evaluation split (None = all of it)
+    calib_images: int = 16  # calibration images the passes draw from (each takes what it declares)
+    max_trials: int | None = None  # cap on candidates measured (None: all; optuna-tpe: 40)
+    eval_workers: int = 1  # child processes evaluating accuracy at once (latency is always timed alone)
+    strategy: str = "anytime"  # the order candidates are tried in: anytime (expected gain), enumerate, optuna-tpe
     trial_timeout_s: float = 300.0
     memory_limit_mb: int | None = 6144
     final_min_time_s: float = 2.0
+    # The user's own metric (Python API): eval_fn(deployed) -> float, higher is better, called in this process on
+    # a cvtune.Deployed of each candidate instead of the task metric. Not saved with the run (a function).
+    eval_fn: Callable[[Any], float] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        from .strategy import STRATEGIES
+
         get_objective(self.objective)
-        if self.screen_images < 1:
-            raise UsageError(f"screen_images must be >= 1 (got {self.screen_images})")
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"unknown strategy '{self.strategy}'; choose one of: {', '.join(STRATEGIES)}")
+        if self.eval_workers < 1:
+            raise UsageError(f"eval workers must be >= 1 (got {self.eval_workers})")
         if self.eval_images is not None and self.eval_images < 1:
             raise UsageError(f"eval_images must be >= 1 (got {self.eval_images})")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise UsageError("the time budget must be positive")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": str(self.model), "task": self.task, "data": str(self.data), "out": str(self.out),
-                "data_kind": self.data_kind, "task_options": self.task_options, "budget": self.budget.to_dict(),
-                "objective": self.objective, "time_budget_s": self.time_budget_s, "seed": self.seed,
-                "space": self.space.to_dict(), "calib_fraction": self.calib_fraction,
-                "screen_images": self.screen_images, "eval_images": self.eval_images}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "eval_fn"}
+        data.update(model=str(self.model), data=str(self.data), out=str(self.out), budget=self.budget.to_dict(),
+                    space=self.space.to_dict(), task_options=dict(self.task_options))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OptimizeConfig:
+        """Inverse of to_dict (unknown keys are an error naming them)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown optimize setting {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values = dict(data)
+        for name in ("model", "data", "out"):
+            if name in values:
+                values[name] = Path(values[name])
+        if "budget" in values:
+            values["budget"] = Budget.from_dict(values["budget"])
+        if "space" in values:
+            values["space"] = SpaceConfig.from_dict(values["space"])
+        return cls(**values)
 
     def resume_command(self) -> str:
         """The command line that resumes this search (same model, task, data and -o)."""
@@ -71,6 +92,11 @@ class OptimizeConfig:
         return shlex.join(args)
 
 
+# Exit codes of `cvtune optimize` (and demo): documented in the README and in `cvtune optimize --help`.
+EXIT_IMPROVED = 0  # an answer better than the model as given, within the budget, re-measured through deploy.json
+EXIT_NO_IMPROVEMENT = 3  # nothing beat the model as given in the time: OUT/best holds the model as given
+
+
 @dataclass
 class OptimizeResult:
     """What the search found, as typed trials (see records.Trial)."""
@@ -79,8 +105,9 @@ class OptimizeResult:
     objective: str
     budget: Budget
     baseline: Trial | None
-    best: Trial | None  # the chosen candidate's full-rung trial
+    best: Trial | None  # the answer's result row (the baseline's when nothing beat it)
     met_budget: bool
+    improved: bool = False  # the answer is not the model as given
     baseline_final: Trial | None = None
     best_final: Trial | None = None
     front: list[Trial] = field(default_factory=list)
@@ -93,7 +120,9 @@ class OptimizeResult:
     notes: list[str] = field(default_factory=list)
     exported: Path | None = None
     report: Path | None = None
+    claim: dict[str, Any] | None = None  # the answer re-measured through its deploy.json (claim.Claim)
     seconds: float = 0.0
+    exit_code: int = EXIT_NO_IMPROVEMENT
 
     @property
     def speedup(self) -> float | None:
@@ -113,7 +142,14 @@ class OptimizeResult:
 
     @property
     def drop(self) -> float | None:
-        if not (self.baseline and self.best) or self.baseline.metric is None or self.best.metric is None:
+        """The answer's metric drop against the baseline (paired on the same images; 0 for the model as given)."""
+        if not (self.baseline and self.best):
+            return None
+        if self.best.key == self.baseline.key:
+            return 0.0
+        if self.best.extra.get("drop") is not None:
+            return float(self.best.extra["drop"])
+        if self.baseline.metric is None or self.best.metric is None:
             return None
         return self.budget.drop(self.baseline.metric.value, self.best.metric.value)
 
@@ -123,6 +159,7 @@ class OptimizeResult:
 
         return {"out": str(self.out), "objective": self.objective, "budget": self.budget.to_dict(),
                 "baseline": trial(self.baseline), "best": trial(self.best), "met_budget": self.met_budget,
+                "improved": self.improved, "claim": self.claim, "exit_code": self.exit_code,
                 "baseline_final": trial(self.baseline_final), "best_final": trial(self.best_final),
                 "speedup": self.speedup, "gain": self.gain, "drop": self.drop, "front": [t.key for t in self.front],
                 "n_trials": self.n_trials, "n_failed": self.n_failed, "n_candidates": self.n_candidates,

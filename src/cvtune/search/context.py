@@ -1,6 +1,6 @@
 """What one search knows about its model, task and data, resolved once at the entry: the source file and its
-hash, the task (preprocessing, zoo defaults, charset: tasks.spec), the calibration/evaluation splits, the rungs,
-and the input shapes the task really feeds. Trials, builds and children read it; nothing looks the model up again."""
+hash, the task (preprocessing, zoo defaults, charset: tasks.spec), the calibration/evaluation splits and the
+input shapes the task really feeds. Trials, builds and children read it; nothing looks the model up again."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ TIMING_SHAPES = 8  # evaluation images whose input shapes the latency is timed o
 
 @dataclass(frozen=True)
 class Rung:
-    """How hard a rung measures: how many evaluation images, and how long the timing runs."""
+    """One measuring stage: its name in the store, how many evaluation images, and how long the timing runs."""
 
     name: str
     images: int | None  # None = the whole evaluation split
@@ -78,9 +78,6 @@ class SearchContext:
                                f"out as '{evaluation.kind}'; point --data at the right folder or pass --kind")
         ctx.calib, ctx.evaluation = calib, evaluation
         ctx.n_eval = len(evaluation) if config.eval_images is None else min(config.eval_images, len(evaluation))
-        screen = min(config.screen_images, ctx.n_eval)
-        ctx.rungs = {"screen": Rung("screen", screen, warmup=2, min_runs=5, min_time_s=0.3),
-                     "full": Rung("full", ctx.n_eval, warmup=3, min_runs=10, min_time_s=1.0)}
         ctx.facts = ctx._model_facts(model)
         return ctx
 
@@ -154,4 +151,5 @@ class SearchContext:
         return {"model_sha256": self.source_hash, "task": cfg.task, "task_options": cfg.task_options,
                 "data": str(Path(cfg.data).resolve()), "data_kind": self.evaluation.kind,
                 "n_samples": len(self.calib) + len(self.evaluation), "calib_fraction": cfg.calib_fraction,
-                "seed": cfg.seed, "screen_images": self.rungs["screen"].images, "eval_images": self.n_eval}
+                "seed": cfg.seed, "eval_images": self.n_eval, "budget": cfg.budget.to_dict(),
+                "objective": cfg.objective}

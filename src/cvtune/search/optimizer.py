@@ -1,35 +1,45 @@
-"""The optimizer: search every technique together for the fastest configuration within the accuracy budget.
+"""The optimizer: an anytime search for the fastest configuration within the accuracy budget.
 
-Cheap first: every candidate is screened on a few evaluation images with a short timing run; the promising ones
-(feasible at screening, best objective) are re-measured on the whole evaluation split with more repetitions
-(successive halving). The chosen candidate and the baseline (the model as given, OpenCV defaults: the way the
-article runs it) are then timed again back to back, so the speed-up is measured in the same run.
+The model as given (OpenCV defaults: the way the article runs it) is measured first and exported as the answer,
+so OUT/best always holds a valid one. Then candidates come in the strategy's order (by default the highest
+expected gain per second of cost: planner.py), each measured cheapest verdict first (measure.py: time, adaptive
+paired accuracy, interleaved confirmation); a candidate that is confirmed faster and within the budget replaces
+the answer. When time runs out the best so far stands. At the end the baseline and the answer are timed back to
+back, and the answer is re-measured through its own deploy.json (claim.py): if the claim does not hold, or the
+answer is not faster back to back, the model as given is the answer again. The search returns data; the caller
+writes the report (cvtune.report.write_report).
 
-Every trial runs in a child process and is committed to OUT/trials.sqlite before the next starts: rerunning on the
-same OUT resumes. The search returns data; the caller writes the report (cvtune.report.write_report).
+Every stage is committed to OUT/trials.sqlite before the next starts: rerunning on the same OUT resumes and
+replays the same decisions without measuring anything twice.
 """
 
 from __future__ import annotations
 
 import errno
-import time
 from pathlib import Path
 
 from ..errors import CvtuneError, ModelError
+from ..runtimes import make_runtime
+from .claim import Claim, check_claim
 from .clock import Clock, OutOfTime
-from .config import OptimizeConfig, OptimizeResult
+from .config import EXIT_IMPROVED, EXIT_NO_IMPROVEMENT, OptimizeConfig, OptimizeResult
 from .context import SearchContext
+from .export import export_answer
 from .final import final_timing
+from .measure import Incumbent, Outcome, as_incumbent, measure_baseline, measure_candidate
 from .pareto import pareto_front
-from .space import baseline_candidate, build_space
+from .records import Trial
+from .space import Candidate, baseline_candidate, build_space
 from .store import Store, check_out_dir
-from .strategy import choose, make_strategy, promote, screen
+from .strategy import make_strategy
 from .trials import FINAL_ROUNDS, EventFn, Search, check_fit
+
+REPORT_RESERVE_S = 5.0  # writing the report after the search
 
 
 def optimize(config: OptimizeConfig, *, on_event: EventFn | None = None) -> OptimizeResult:
-    """Run (or resume) the search described by `config` and export the chosen model (OUT/best). Raises
-    KeyboardInterrupt after committing every finished trial when interrupted (Ctrl-C)."""
+    """Run (or resume) the search described by `config`; OUT/best holds the answer. Raises KeyboardInterrupt after
+    committing every finished stage when interrupted (Ctrl-C); OUT/best then holds the best answer so far."""
     try:
         return _optimize(config, on_event)
     except OSError as exc:
@@ -41,7 +51,6 @@ def optimize(config: OptimizeConfig, *, on_event: EventFn | None = None) -> Opti
 
 def _optimize(config: OptimizeConfig, on_event: EventFn | None) -> OptimizeResult:
     from ..runtimes.devices import machine_info
-    from .export import export_best
 
     clock = Clock(config.time_budget_s, config.trial_timeout_s)
     check_out_dir(config.out)
@@ -58,63 +67,147 @@ def _optimize(config: OptimizeConfig, on_event: EventFn | None) -> OptimizeResul
                                  "resizable": ctx.facts.resizable, "model_name": ctx.source.name,
                                  "preprocessing": ctx.task.preprocessing.to_dict() if ctx.task.preprocessing
                                  else None, "preprocessing_source": ctx.task.preprocessing_source})
-        emit = search.emit
-        emit("start", resumed=resumed, config=config)
-        space = build_space(config.space, ctx.facts, objective=config.objective)
-        strategy_name = "enumerate" if len(space) <= config.enumerate_limit else "optuna-tpe"
-        emit("space", size=len(space), strategy=strategy_name)
-        stopped = ""
-        baseline_full = best = None
-        try:
-            baseline_screen = search.run_baseline(ctx.rungs["screen"])
-            emit("baseline", trial=baseline_screen)
-            full_rung = ctx.rungs["full"]
-            metric_rung = "screen" if full_rung.images == ctx.rungs["screen"].images else None
-            # The baseline on the whole split first: every later verdict needs it, whatever time is left.
-            baseline_full = search.measure(baseline_screen.candidate, full_rung, metric_rung=metric_rung)
-            if baseline_full.ok:
-                eval_s = (baseline_full.metric.seconds if baseline_full.metric else None) or 0.0
-                clock.reserve_final(max(1.0, baseline_full.seconds - eval_s), FINAL_ROUNDS)
-            strategy = make_strategy(search, space, baseline_screen)
-            strategy_name = strategy.name
-            stopped = screen(search, strategy)
-            screened = [t for t in store.trials("screen") if t.key != baseline_screen.key]
-            promoted = promote(search, screened, baseline_screen)
-            phase_end = clock.phase_deadline(1.0)
-            ratio = baseline_full.seconds / max(baseline_screen.seconds, 1e-3)
-            for i, trial in enumerate(promoted):
-                # The best-ranked candidate is always re-measured (within the budget); the rest while they fit.
-                expected = trial.seconds * max(1.0, ratio)
-                if i and phase_end is not None and time.monotonic() + expected >= phase_end:
-                    stopped = stopped or f"time budget: re-measured {i} of {len(promoted)} promoted candidates"
-                    break
-                emit("progress", done=i, total=len(promoted), phase="full")
-                search.measure(trial.candidate, full_rung, metric_rung=metric_rung)
-        except OutOfTime:
-            stopped = stopped or "time budget ran out"
-        full = store.trials("full")
-        if baseline_full is None or not baseline_full.ok:
-            baseline_full = next((t for t in full if t.key == baseline_candidate().key() and t.ok), None) \
-                or baseline_full
-        met = False
+        search.emit("start", resumed=resumed, config=config)
+        return _search(search, resumed)
+
+
+def _search(search: Search, resumed: bool) -> OptimizeResult:
+    config, clock, store = search.config, search.clock, search.store
+    space = build_space(config.space, search.ctx.facts, objective=config.objective)
+    strategy = make_strategy(search, space)
+    search.emit("space", size=len(space), strategy=strategy.name)
+    with clock.unbounded():  # the model as given is the answer of last resort: it is always measured
+        base_cand, baseline = _baseline(search)
+    timing, accuracy = baseline
+    _record_result(search, Outcome(base_cand, timing, accuracy, verdict="baseline", gain=1.0, why="the model as given"))
+    clock.reserve(_final_reserve(search, timing, accuracy))
+    incumbent = Incumbent(base_cand, timing, accuracy, 1.0)
+    exported = _export(search, incumbent, baseline)
+    timeline = [{"t": round(clock.elapsed(), 2), "key": base_cand.key(), "label": base_cand.label(), "gain": 1.0}]
+    search.emit("best", incumbent=incumbent)
+    stopped = ""
+    measured = 0
+    try:
+        for cand in strategy:
+            if clock.expired():
+                stopped = f"time budget: measured {measured} of {len(space) - 1} candidates"
+                break
+            search.emit("candidate", candidate=cand, why=strategy.why(cand))
+            outcome = measure_candidate(search, cand, incumbent, baseline, strategy.why(cand))
+            measured += 1
+            _record_result(search, outcome)
+            strategy.tell(cand, outcome)
+            search.emit("outcome", outcome=outcome)
+            if outcome.promoted:
+                incumbent = as_incumbent(outcome)
+                exported = _export(search, incumbent, baseline) or exported
+                clock.reserve(_final_reserve(search, timing, incumbent.accuracy))
+                timeline.append({"t": round(clock.elapsed(), 2), "key": cand.key(), "label": cand.label(),
+                                 "gain": incumbent.gain})
+                search.emit("best", incumbent=incumbent)
+        else:
+            stopped = strategy.stopped
+    except OutOfTime:
+        stopped = f"time budget: measured {measured} of {len(space) - 1} candidates"
+    store.set_meta("timeline", timeline)
+    store.set_meta("explain", strategy.explain(40))
+    return _finish(search, space, strategy.name, resumed, stopped, base_cand, baseline, incumbent, exported)
+
+
+def _baseline(search: Search) -> tuple[Candidate, tuple[Trial, Trial]]:
+    """The model as given with OpenCV's defaults; if OpenCV cannot run it, ONNX Runtime's defaults."""
+    first = None
+    for cand in (baseline_candidate(), Candidate((), make_runtime("ort"))):
+        timing, accuracy = measure_baseline(search, cand)
+        first = first or timing
+        if timing.ok and accuracy.ok:
+            if cand != baseline_candidate():
+                search.notes.append(f"OpenCV could not run the model as given ({first.error or accuracy.error}); "
+                                    f"the baseline is ONNX Runtime with its defaults")
+            search.emit("baseline", timing=timing, accuracy=accuracy)
+            return cand, (timing, accuracy)
+    error = accuracy.error if timing.ok else timing.error
+    raise ModelError(f"the model as given does not run with task '{search.config.task}' on {search.config.data}: "
+                     f"{error}")
+
+
+def _final_reserve(search: Search, timing: Trial, accuracy: Trial | None) -> float:
+    """Time kept after the search: the final back-to-back timing, the claim's re-measurement, the report."""
+    timing_s = max(1.0, timing.seconds)
+    per_image = (accuracy.seconds / max(1, accuracy.metric.n_images)) if accuracy and accuracy.metric else 0.5
+    return 2 * FINAL_ROUNDS * timing_s + per_image * search.ctx.n_eval + 3.0 + REPORT_RESERVE_S
+
+
+def _record_result(search: Search, outcome: Outcome) -> None:
+    if search.store.trial(outcome.candidate.key(), "result") is None:
+        search.store.record_trial(outcome.summary())
+
+
+def _export(search: Search, incumbent: Incumbent, baseline: tuple[Trial, Trial], *,
+            expected: dict | None = None) -> Path | None:
+    improved = incumbent.candidate.key() != baseline[0].key
+    what = {"answer": "a confirmed improvement" if improved else "the model as given",
+            "gain_vs_baseline": incumbent.gain,
+            "drop": incumbent.drop.to_dict() if incumbent.drop is not None else None,
+            "baseline_metric": baseline[1].metric.value if baseline[1].metric else None}
+    return export_answer(search, incumbent.candidate, timing=incumbent.timing,
+                         accuracy=incumbent.accuracy or baseline[1], expected={**what, **(expected or {})})
+
+
+def _finish(search: Search, space: list[Candidate], strategy: str, resumed: bool, stopped: str,
+            base_cand: Candidate, baseline: tuple[Trial, Trial], incumbent: Incumbent,
+            exported: Path | None) -> OptimizeResult:
+    store, config = search.store, search.config
+    base_timing, base_accuracy = baseline
+    improved = incumbent.candidate.key() != base_cand.key()
+    baseline_final = best_final = None
+    claim: Claim | None = None
+    if improved:
+        with search.clock.unbounded():  # what the answer claims is always checked, even past the budget
+            baseline_final, best_final = final_timing(search, base_cand, incumbent.candidate)
+        gain = None if best_final is None else search.objective.gain(search.objective.value(baseline_final),
+                                                                     search.objective.value(best_final))
+        if gain is None or gain <= 1.0:
+            search.notes.append(f"back to back, {incumbent.candidate.label()} was not better than the model as "
+                                f"given ({gain or 0:.2f}x): the answer is the model as given")
+            improved = False
+        elif exported is not None and incumbent.accuracy is not None and incumbent.accuracy.metric is not None:
+            with search.clock.unbounded():
+                claim = check_claim(search, exported, incumbent.accuracy.metric, base_accuracy.metric)  # type: ignore
+            if not claim.holds:
+                why = claim.error or (f"re-measured {claim.remeasured:.4f} vs claimed {claim.claimed:.4f}"
+                                      f" (CI {claim.claimed_ci[0]}..{claim.claimed_ci[1]}), drop "
+                                      f"{config.budget.describe(claim.drop)}")
+                search.notes.append(f"the claim did not hold through deploy.json ({why}): the answer is the "
+                                    f"model as given")
+                improved = False
+        if not improved:
+            exported = _export(search, Incumbent(base_cand, base_timing, base_accuracy, 1.0), baseline,
+                               expected={"rejected": incumbent.candidate.label()})
+    if not improved:
         baseline_final = best_final = None
-        if baseline_full is not None and baseline_full.ok:
-            best, met = choose(search, full, baseline_full)
-            if best is not None:
-                baseline_final, best_final = final_timing(search, baseline_full, best)
-        front = pareto_front([t for t in full if t.measured], cost=search.cost,
-                             score=lambda t: t.metric.value)
-        trials = store.trials()
-        result = OptimizeResult(
-            out=Path(config.out), objective=config.objective, budget=config.budget, baseline=baseline_full,
-            best=best, met_budget=met, baseline_final=baseline_final, best_final=best_final, front=front,
-            n_trials=len(trials), n_failed=sum(not t.ok for t in trials), n_candidates=len(space),
-            strategy=strategy_name, resumed=resumed, stopped_early=stopped, notes=search.notes)
-        if best is not None and baseline_full is not None:
-            result.exported = export_best(result, search)
-        result.seconds = time.monotonic() - clock.started
-        store.set_meta("result", result.to_dict())
-    emit("done", result=result)
+    elif exported is not None:
+        exported = _export(search, incumbent, baseline, expected={
+            "speedup_vs_baseline": search.objective.gain(search.objective.value(baseline_final),
+                                                         search.objective.value(best_final)),
+            "baseline_p50_ms": baseline_final.p50_ms if baseline_final else None,
+            "claim": claim.to_dict() if claim else None})
+    results = store.trials("result")
+    summary = {t.key: t for t in results}
+    # the front: every candidate with a paired drop (and the baseline, drop 0), fast and accurate against each other
+    scored = [t for t in results if t.measured and (t.key == base_cand.key() or t.extra.get("drop") is not None)]
+    front = pareto_front(scored, cost=search.cost, score=lambda t: -(t.extra.get("drop") or 0.0))
+    answer = incumbent.candidate if improved else base_cand
+    result = OptimizeResult(
+        out=Path(config.out), objective=config.objective, budget=config.budget,
+        baseline=summary.get(base_cand.key()), best=summary.get(answer.key()), met_budget=True,
+        improved=improved, baseline_final=baseline_final, best_final=best_final, front=front,
+        n_trials=len(results), n_failed=sum(not t.ok for t in results), n_candidates=len(space),
+        strategy=strategy, resumed=resumed, stopped_early=stopped, notes=search.notes, exported=exported,
+        claim=claim.to_dict() if claim else None, seconds=search.clock.elapsed())
+    result.exit_code = EXIT_IMPROVED if improved else EXIT_NO_IMPROVEMENT
+    store.set_meta("result", result.to_dict())
+    search.emit("done", result=result)
     return result
 
 

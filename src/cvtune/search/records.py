@@ -52,14 +52,29 @@ class MetricResult:
     source: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float | None = None
+    per_image: tuple[tuple[float, ...], ...] = ()  # the task's per-image sufficient statistics (paired tests)
+    statistic: str = ""  # how the task turns summed per-image statistics into the metric (tasks.metrics)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["per_image"] = [list(row) for row in self.per_image]
+        return data
+
+    @classmethod
+    def from_metrics(cls, metrics: dict[str, Any], *, source: str = "") -> MetricResult:
+        """From a tasks.base.Metrics dict (what evaluation children return)."""
+        ci = metrics.get("ci95") or [None, None]
+        return cls(metrics["metric"], metrics["value"], ci[0], ci[1], int(metrics.get("n_images") or 0), source,
+                   dict(metrics.get("details") or {}), metrics.get("seconds"),
+                   tuple(tuple(float(v) for v in row) for row in metrics.get("per_image") or ()),
+                   metrics.get("statistic") or "")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetricResult:
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        values["per_image"] = tuple(tuple(row) for row in values.get("per_image") or ())
+        return cls(**values)
 
 
 @dataclass(frozen=True)

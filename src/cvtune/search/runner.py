@@ -27,7 +27,7 @@ class TrialSpec:
     data_kind: str | None
     calib_fraction: float
     seed: int
-    eval_images: int | None
+    eval_images: int | None  # the first N images of the evaluation split (None: all)
     input_shape: list[int]  # the most common timing input (batch included)
     warmup: int = 2
     min_runs: int = 5
@@ -36,6 +36,8 @@ class TrialSpec:
     instances: int = 1  # > 1: sustained throughput of that many processes (cvtune.throughput)
     timing_shapes: list[list[int]] = field(default_factory=list)  # several: timed over the mix, in turn
     debug: str = ""
+    eval_start: int = 0  # evaluate images [eval_start, eval_images) of the evaluation split (adaptive chunks)
+    measure_timing: bool = True
 
 
 def run_trial(spec: TrialSpec, *, timeout: float, memory_limit_mb: int | None) -> dict[str, Any]:
@@ -52,7 +54,8 @@ def run_trial(spec: TrialSpec, *, timeout: float, memory_limit_mb: int | None) -
 def _trial_child(model: str, runtime: dict, task: dict, input_size: list[int] | None, data: str,
                  data_kind: str | None, calib_fraction: float, seed: int, eval_images: int | None,
                  input_shape: list[int], warmup: int, min_runs: int, min_time_s: float, measure_metric: bool,
-                 instances: int, timing_shapes: list[list[int]], debug: str) -> dict[str, Any]:
+                 instances: int, timing_shapes: list[list[int]], debug: str, eval_start: int,
+                 measure_timing: bool) -> dict[str, Any]:
     """Runs in the child process (see cvtune.isolate)."""
     if debug and os.environ.get(TEST_HOOKS_ENV) == "1":
         if debug == "abort":
@@ -69,10 +72,14 @@ def _trial_child(model: str, runtime: dict, task: dict, input_size: list[int] | 
         from ..evaluate import evaluate
 
         _, evaluation = eval_split(data, data_kind, calib_fraction, seed)
+        stop = len(evaluation) if eval_images is None else min(eval_images, len(evaluation))
+        chunk = evaluation.subset(list(range(min(eval_start, stop), stop)))
         task_obj = TaskSpec.from_dict(task).build(input_size=input_size)
         started = time.perf_counter()
-        metrics = evaluate(model, runtime_from_dict(runtime), task_obj, evaluation, limit=eval_images, progress=False)
+        metrics = evaluate(model, runtime_from_dict(runtime), task_obj, chunk, progress=False)
         metric = {**metrics.to_dict(), "seconds": time.perf_counter() - started}
+    if not measure_timing:
+        return {"metric": metric, "timing": None}
     batch = int(input_shape[0])
     if instances > 1:
         from ..throughput import Layout, ThroughputSettings, measure_throughput

@@ -51,7 +51,7 @@ def check_out_dir(out: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} is a file; give a folder for -o")
     if out.is_dir():
-        entries = {p.name for p in out.iterdir()}
+        entries = {p.name for p in out.iterdir() if not p.name.startswith(".best-")}  # an interrupted export
         if entries and STORE_NAME not in entries:
             foreign = sorted(entries - OWN_ENTRIES)[:3] or sorted(entries)[:3]
             raise UsageError(f"output folder {out} holds other files ({', '.join(foreign)}) and no {STORE_NAME}: "

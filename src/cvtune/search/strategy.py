@@ -1,39 +1,45 @@
-"""Which candidates get measured, and which one wins. A strategy is an iterator fed back with each result
-(Olive's search orchestrator): `for cand in strategy: strategy.tell(cand, measure(cand))`. Enumeration in
-boldness order serves small spaces, seeded optuna TPE large ones (STRATEGIES); promotion (successive halving) and
-the choice within the accuracy budget follow the screening."""
+"""The order candidates are measured in. A strategy is an iterator fed back with each result (Olive's search
+orchestrator): `for cand in strategy: strategy.tell(cand, measure(cand))`. Registered in STRATEGIES:
+`anytime` (planner.py: the highest expected gain per second of cost first; the default), `enumerate` (boldness
+order) and `optuna-tpe` (seeded TPE)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
-import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .records import Trial
 from .space import Candidate, baseline_candidate, candidate_from, space_axes
 from .trials import Search
 
+if TYPE_CHECKING:
+    from .measure import Outcome
+
 
 class Strategy:
-    """Base: iterate candidates to screen, learn from `tell`. `stopped` says why it ended early ('' = done)."""
+    """Base: iterate candidates to measure, learn from `tell`. `stopped` says why it ended early ('' = done)."""
 
     name = "base"
 
-    def __init__(self, search: Search, space: list[Candidate], baseline: Trial) -> None:
-        self.search, self.space, self.baseline = search, space, baseline
+    def __init__(self, search: Search, space: list[Candidate]) -> None:
+        self.search, self.space = search, space
         self.stopped = ""
+        base = baseline_candidate().key()
+        self.order = [c for c in space if c.key() != base]
 
     def __iter__(self) -> Iterator[Candidate]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def tell(self, cand: Candidate, trial: Trial) -> None:
+    def tell(self, cand: Candidate, outcome: Outcome) -> None:
         """Feedback after each measured candidate. Default: nothing to learn."""
 
-    def progress(self) -> tuple[int, int]:
-        return 0, len(self.space)
+    def why(self, cand: Candidate) -> str:
+        """Why this candidate comes now (shown in the report)."""
+        return self.name
+
+    def explain(self, limit: int = 12) -> list[str]:
+        return [f"{self.name}: {len(self.order)} candidates"]
 
 
 def changes(cand: Candidate) -> int:
@@ -43,177 +49,88 @@ def changes(cand: Candidate) -> int:
 
 
 class Enumeration(Strategy):
-    """Boldness order: candidates that compute exactly what the baseline computes (runtime, threads, batch only:
-    cheap, never over budget) first, then one change to the model or its input size, then combinations; a seeded
-    shuffle within each group, so a search cut short by time still sees every axis. The baseline's own
-    configuration is skipped (it is measured separately)."""
+    """Boldness order: candidates that compute exactly what the baseline computes (runtime, threads, batch only)
+    first, then one change to the model or its input size, then combinations; a seeded shuffle within each
+    group. Test hooks come first, so short test searches reach them."""
 
     name = "enumerate"
 
-    def __init__(self, search: Search, space: list[Candidate], baseline: Trial) -> None:
-        super().__init__(search, space, baseline)
-        base = baseline_candidate().key()
-        order = [c for c in space if c.key() != base]
-        random.Random(search.config.seed).shuffle(order)
-        order.sort(key=changes)  # stable: the shuffle decides within a group
-        hooks = [c for c in order if c.debug]  # test hooks early, so short test searches reach them
-        self.order = hooks + [c for c in order if not c.debug]
+    def __init__(self, search: Search, space: list[Candidate]) -> None:
+        super().__init__(search, space)
+        random.Random(search.config.seed).shuffle(self.order)
+        self.order.sort(key=lambda c: (not c.debug, changes(c)))  # stable: the shuffle decides within a group
         self.limit = search.config.max_trials or len(self.order)
-        self.done = 0
 
     def __iter__(self) -> Iterator[Candidate]:
-        for cand in self.order[:self.limit]:
-            yield cand
-            self.done += 1
+        yield from self.order[:self.limit]
         if self.limit < len(self.order):
-            self.stopped = f"max trials: screened {self.limit} of {len(self.order)}"
-
-    def progress(self) -> tuple[int, int]:
-        return self.done, len(self.order)
+            self.stopped = f"max trials: measured {self.limit} of {len(self.order)}"
 
 
 class OptunaTPE(Strategy):
-    """Seeded TPE over the space's axes (categorical indices). Trials already in the store are replayed into the
-    study first, so a resumed search continues where it stopped instead of starting over."""
+    """Seeded TPE over the space's axes (categorical indices), minimizing -log(gain) plus a steep penalty for a
+    drop over the budget. A resumed search replays the same proposals (they are seeded and fed the same
+    stored results), so it continues where it stopped."""
 
     name = "optuna-tpe"
 
-    def __init__(self, search: Search, space: list[Candidate], baseline: Trial) -> None:
+    def __init__(self, search: Search, space: list[Candidate]) -> None:
         import optuna
 
-        super().__init__(search, space, baseline)
+        super().__init__(search, space)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         cfg = search.config
         self.axes = space_axes(cfg.space, search.ctx.facts, objective=cfg.objective)
         self.names = list(self.axes)
         self.distributions = {n: optuna.distributions.CategoricalDistribution(list(range(len(self.axes[n]))))
                               for n in self.names}
-        self.keys = {c.key() for c in space}
-        self.index: dict[str, dict[str, int]] = {}
-        for combo in itertools.product(*(range(len(self.axes[n])) for n in self.names)):
-            cand = candidate_from({n: self.axes[n][i] for n, i in zip(self.names, combo, strict=True)})
-            if cand is not None:
-                self.index[cand.key()] = dict(zip(self.names, combo, strict=True))
+        self.keys = {c.key() for c in self.order}
         self.study = optuna.create_study(direction="minimize",
                                          sampler=optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=10))
-        self.measured = 0
         self.limit = cfg.max_trials or 40
+        self.measured = 0
         self._asked: dict[str, Any] = {}
-        rung = search.ctx.rungs["screen"].name
-        for trial in search.store.trials(rung):
-            if trial.key in self.index and trial.key != baseline.key:
-                self.study.add_trial(self._frozen(trial, self.index[trial.key]))
-                self.measured += 1
-
-    def _frozen(self, trial: Trial, params: dict[str, int]):
-        import optuna
-
-        if not trial.measured:
-            return optuna.trial.create_trial(params=params, distributions=self.distributions,
-                                             state=optuna.trial.TrialState.FAIL)
-        return optuna.trial.create_trial(params=params, distributions=self.distributions,
-                                         value=penalized(self.search, trial, self.baseline))
 
     def __iter__(self) -> Iterator[Candidate]:
         import optuna
 
         asked = 0
-        rung = self.search.ctx.rungs["screen"].name
-        while self.measured < self.limit and asked < 4 * self.limit:
+        seen: set[str] = set()
+        while self.measured < self.limit and asked < 4 * self.limit and len(seen) < len(self.keys):
             trial = self.study.ask(self.distributions)
             asked += 1
             cand = candidate_from({n: self.axes[n][trial.params[n]] for n in self.names})
-            if cand is None or cand.key() not in self.keys:
+            if cand is None or cand.key() not in self.keys or cand.key() in seen:
                 self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 continue
-            self._asked[cand.key()] = (trial, self.search.store.trial(cand.key(), rung) is None)
+            seen.add(cand.key())
+            self._asked[cand.key()] = trial
             yield cand
-        if self.measured < self.limit:
+        if self.measured < self.limit and len(seen) < len(self.keys):
             self.stopped = f"optuna proposed no new candidate after {asked} tries"
 
-    def tell(self, cand: Candidate, trial: Trial) -> None:
+    def tell(self, cand: Candidate, outcome: Outcome) -> None:
         import optuna
 
-        asked, fresh = self._asked.pop(cand.key())
-        self.measured += fresh
-        if not trial.measured:
+        asked = self._asked.pop(cand.key())
+        self.measured += 1
+        if not outcome.ok or not outcome.gain:
             self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
-        else:
-            self.study.tell(asked, penalized(self.search, trial, self.baseline))
-
-    def progress(self) -> tuple[int, int]:
-        return self.measured, self.limit
+            return
+        budget = self.search.config.budget
+        excess = (outcome.drop.drop - budget.value) if outcome.drop is not None else 0.0
+        self.study.tell(asked, -math.log(outcome.gain) + 10.0 * max(0.0, excess) / max(budget.value, 1e-3))
 
 
 STRATEGIES: dict[str, type[Strategy]] = {Enumeration.name: Enumeration, OptunaTPE.name: OptunaTPE}
 
 
-def make_strategy(search: Search, space: list[Candidate], baseline: Trial) -> Strategy:
-    """Enumeration for spaces up to `enumerate_limit` candidates, optuna TPE beyond."""
-    name = Enumeration.name if len(space) <= search.config.enumerate_limit else OptunaTPE.name
-    return STRATEGIES[name](search, space, baseline)
+def make_strategy(search: Search, space: list[Candidate]) -> Strategy:
+    return STRATEGIES[search.config.strategy](search, space)
 
 
-def screen(search: Search, strategy: Strategy) -> str:
-    """Measure what the strategy proposes at the screening rung until it ends or 60% of the search time is used.
-    Returns why it stopped early ('' when it finished)."""
-    rung = search.ctx.rungs["screen"]
-    phase_end = search.clock.phase_deadline(0.6)
-    for cand in strategy:
-        done, total = strategy.progress()
-        if phase_end is not None and time.monotonic() >= phase_end and \
-                search.store.trial(cand.key(), rung.name) is None:
-            return f"time budget: screened {done} of {total} candidates" + \
-                (" (optuna)" if strategy.name == OptunaTPE.name else "")
-        search.emit("progress", done=done, total=total, phase="screen")
-        strategy.tell(cand, search.measure(cand, rung))
-    return strategy.stopped
+__all__ = ["STRATEGIES", "Enumeration", "OptunaTPE", "Strategy", "changes", "make_strategy"]
 
+from .planner import ExpectedGain  # noqa: E402 - the default strategy lives in its own module
 
-def penalized(search: Search, trial: Trial, baseline: Trial) -> float:
-    """Objective on a log scale plus a steep penalty for exceeding the accuracy budget (TPE minimizes it)."""
-    value = abs(search.objective.value(trial) or 1e-9)
-    score = math.log(value) if search.objective.minimize else -math.log(value)
-    budget = search.config.budget
-    excess = search.drop(trial, baseline) - budget.value
-    return score + 10.0 * max(0.0, excess) / max(budget.value, 1e-3)
-
-
-def promote(search: Search, screened: list[Trial], baseline: Trial) -> list[Trial]:
-    """Successive halving: the best ~1/eta of the candidates feasible at screening (with slack for the noise
-    of a small image subset), topped up with the closest-to-feasible ones."""
-    cfg = search.config
-    ok = [t for t in screened if t.measured and t.key != baseline.key]
-    if not ok:
-        return []
-    slack = cfg.budget.value  # screening allows twice the budget: few images, noisy
-    feasible = sorted((t for t in ok if search.feasible(t, baseline, slack=slack)), key=search.cost)
-    n = min(cfg.promote_max, max(cfg.promote_min, math.ceil(len(ok) / cfg.promote_eta)))
-    chosen = feasible[:n]
-    if len(chosen) < cfg.promote_min:
-        rest = sorted((t for t in ok if t not in chosen), key=lambda t: (search.drop(t, baseline), search.cost(t)))
-        chosen += rest[:cfg.promote_min - len(chosen)]
-    # The slack can fill every slot with fast candidates that are over budget on these same images; always
-    # re-measure the cheapest one that is strictly within budget, so a feasible answer is never lost.
-    strict = sorted((t for t in ok if search.feasible(t, baseline)), key=search.cost)
-    if strict and strict[0] not in chosen:
-        chosen.append(strict[0])
-    return chosen
-
-
-def choose(search: Search, full: list[Trial], baseline: Trial) -> tuple[Trial | None, bool]:
-    """The best full-rung candidate within budget (the baseline itself when nothing beats it); if none meets
-    the budget, the closest (smallest drop)."""
-    candidates = [t for t in full if t.measured and t.key != baseline.key]
-    feasible = sorted((t for t in candidates if search.feasible(t, baseline)), key=search.cost)
-    if feasible and search.cost(baseline) < search.cost(feasible[0]):
-        search.notes.append(f"no candidate beat the baseline on {search.objective.name} in the "
-                            f"re-measurement; keep running the model as given")
-        return baseline, True
-    if feasible:
-        return feasible[0], True
-    if search.feasible(baseline, baseline):
-        closest = sorted(candidates, key=lambda t: (search.drop(t, baseline), search.cost(t)))
-        if closest:
-            return closest[0], False
-    return None, False
+STRATEGIES[ExpectedGain.name] = ExpectedGain
