@@ -13,12 +13,14 @@ def inspect_model(model_path: str | Path, *, input_shape: tuple[int, ...] | None
                   layers: bool = False) -> dict[str, Any]:
     """Inputs/outputs, opset, params, size, FLOPs (total and per layer), sparsity, ops, preprocessing and,
     with `probe`, which runtimes load it (each tried in a child process)."""
+    from .preprocess import model_preprocessing
     from .probe import probe_runtimes
 
     path = check_model_file(model_path)
     if path.suffix.lower() != ".onnx":
         info: dict[str, Any] = {"path": str(path), "format": path.suffix.lstrip("."), "file_size": path.stat().st_size,
-                                "note": "not ONNX: cvtune can run and benchmark it through OpenCV only"}
+                                "note": "not ONNX: cvtune can run and benchmark it through OpenCV only",
+                                **_preprocessing(model_preprocessing(path))}
         if probe and input_shape:
             info["runtimes"] = [r.to_dict() for r in probe_runtimes(path, input_shape=input_shape)]
         return info
@@ -43,7 +45,7 @@ def inspect_model(model_path: str | Path, *, input_shape: tuple[int, ...] | None
         "weight_sparsity": sparsity.get("total", 0.0),
         "nodes": len(model.proto.graph.node),
         "op_histogram": model.op_histogram(),
-        "preprocessing": model.preprocessing.to_dict(),
+        **_preprocessing(model.preprocessing),
     }
     if layers:
         info["layers"] = [{"name": lf.name, "op": lf.op_type, "flops": lf.flops, "params": lf.params,
@@ -56,3 +58,9 @@ def inspect_model(model_path: str | Path, *, input_shape: tuple[int, ...] | None
     if probe:
         info["runtimes"] = [r.to_dict() for r in probe_runtimes(path, input_shape=shape)]
     return info
+
+
+def _preprocessing(spec) -> dict[str, Any]:
+    """The preprocessing, where it came from (user, zoo, metadata:..., tflite, guessed) and a line for people."""
+    return {"preprocessing": spec.to_dict(), "preprocessing_source": spec.source,
+            "preprocessing_description": spec.describe()}

@@ -19,7 +19,7 @@ from ..errors import UsageError
 from ..search import OBJECTIVES, Budget, OptimizeConfig, OptimizeResult, SpaceConfig, optimize, parse_duration
 from ..search.records import Trial
 from ..search.space import SPACE_PRESETS, space_preset
-from ._options import JSON, TASK_OPTION, max_drop_option, parse_task_options, time_option
+from ._options import JSON, PREPROCESS, TASK_OPTION, max_drop_option, parse_task_options, time_option
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
@@ -231,6 +231,7 @@ def register(app: typer.Typer) -> None:
         max_trials: int = typer.Option(None, "--max-trials", help="Cap on screened candidates."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data split and the search order."),
         task_option: list[str] = TASK_OPTION,
+        preprocess: str = PREPROCESS,
         as_json: bool = JSON,
         test_hook: str = typer.Option(None, "--test-hook", hidden=True),
     ) -> None:
@@ -241,7 +242,8 @@ def register(app: typer.Typer) -> None:
                                    quant=quant, simplify=simplify, batches=batch, instances=instances,
                                    objective=objective, test_hook=test_hook)
         config = OptimizeConfig(model=model, task=task, data=data, out=out, data_kind=kind,
-                                task_options=parse_task_options(task_option), budget=Budget.parse(max_drop),
+                                task_options=parse_task_options(task_option), preprocess=preprocess,
+                                budget=Budget.parse(max_drop),
                                 objective=objective, time_budget_s=parse_duration(time_limit), seed=seed, space=space,
                                 screen_images=screen_images, eval_images=eval_images, max_trials=max_trials)
         try:

@@ -13,7 +13,17 @@ from ..console import console, err_console
 from ..deploy import is_deploy_file, load_deployed
 from ..pipeline import PredictorSpec, default_task, resolve_workers, run_pipeline, task_names
 from ..runtimes.devices import resolve_target, usable_cores
-from ._options import ENGINE, JSON, TARGET, TASK_OPTION, THREADS, build_runtime, parse_task_options
+from ._options import (
+    ENGINE,
+    JSON,
+    PREPROCESS,
+    TARGET,
+    TASK_OPTION,
+    THREADS,
+    build_runtime,
+    parse_task_options,
+    warn_if_guessed,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +53,7 @@ def register(app: typer.Typer) -> None:
                                  "'cvtune\\[ray]'."),
         ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to use, HOST:PORT or "
                                         "ray://HOST:PORT (implies --ray)."),
+        preprocess: str = PREPROCESS,
         as_json: bool = JSON,
     ) -> None:
         """Predict every image (or video frame) and write one JSON row per input, resumably; corrupt inputs get a
@@ -64,6 +75,14 @@ def register(app: typer.Typer) -> None:
         else:
             spec = PredictorSpec(model=str(model), runtime=rt.to_dict(), task=task or default_task(model),
                                  task_options=options, batch=batch or 1)
+        if preprocess:
+            from ..preprocess import resolve_preprocessing
+
+            pre = resolve_preprocessing(spec.model, preprocess)
+            spec = dataclasses.replace(spec, preprocessing=pre.to_dict())
+        task_obj = spec.build_task()  # resolves the preprocessing (deploy.json, the file, or a guess): say which
+        warn_if_guessed(task_obj.preprocessing, spec.model, preprocess)
+        task_obj.close()
         use_ray = ray or bool(ray_address)
         err_console.print(f"run: {Path(spec.model).name} with {rt.label()}, task {spec.task}, {n_workers} "
                           f"{'actor' if use_ray else 'worker'}(s), batch {spec.batch} -> {out}", highlight=False)

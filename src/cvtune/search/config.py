@@ -25,6 +25,7 @@ class OptimizeConfig:
     out: Path
     data_kind: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
+    preprocess: str | None = None  # --preprocess: a spec, a JSON file or "guess"; None = what the model says
     budget: Budget = field(default_factory=Budget)
     objective: str = "latency"
     time_budget_s: float | None = None  # wall-clock limit for the whole search; None = until done
@@ -54,7 +55,8 @@ class OptimizeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": str(self.model), "task": self.task, "data": str(self.data), "out": str(self.out),
-                "data_kind": self.data_kind, "task_options": self.task_options, "budget": self.budget.to_dict(),
+                "data_kind": self.data_kind, "task_options": self.task_options, "preprocess": self.preprocess,
+                "budget": self.budget.to_dict(),
                 "objective": self.objective, "time_budget_s": self.time_budget_s, "seed": self.seed,
                 "space": self.space.to_dict(), "calib_fraction": self.calib_fraction,
                 "screen_images": self.screen_images, "eval_images": self.eval_images}
@@ -66,6 +68,8 @@ class OptimizeConfig:
                 "--objective", self.objective, "--seed", str(self.seed)]
         if self.data_kind:
             args += ["--kind", self.data_kind]
+        if self.preprocess:
+            args += ["--preprocess", str(self.preprocess)]
         if self.time_budget_s:
             args += ["--time", f"{int(math.ceil(self.time_budget_s))}s"]
         return shlex.join(args)
