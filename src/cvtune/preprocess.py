@@ -98,7 +98,9 @@ class Geometry:
         import cv2
 
         (sx, sy), (ox, oy) = self.scale, self.offset
-        matrix = np.float32([[1 / sx, 0, -ox / sx], [0, 1 / sy, -oy / sy]])  # input -> image
+        # pixel centres, as cv2.resize maps them: u + 0.5 = (x + 0.5) * s + o
+        cx, cy = ox + 0.5 * sx - 0.5, oy + 0.5 * sy - 0.5
+        matrix = np.float64([[1 / sx, 0, -cx / sx], [0, 1 / sy, -cy / sy]])  # input -> image
         h, w = self.image_size
         flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
         return cv2.warpAffine(np.ascontiguousarray(mask), matrix, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT,
@@ -400,8 +402,8 @@ def _finite(value: Any, what: str) -> float:
 def _per_channel(values: Any, n: int, what: str) -> tuple[float, ...]:
     values = tuple(values) if isinstance(values, list | tuple | np.ndarray) else (values,)
     numbers = tuple(_finite(v, what) for v in values)
-    if len(numbers) == 1:
-        return numbers * n
+    if len(set(numbers)) == 1:  # one value for every channel (also the 3-value defaults on a gray input)
+        return numbers[:1] * n
     if len(numbers) != n:
         raise _bad(f"preprocessing {what} needs 1 or {n} values for {n}-channel input (got {len(numbers)})")
     return numbers
@@ -481,6 +483,10 @@ def parse_preprocess(text: str, *, source: str = "user") -> Preprocessing:
                 raise ValueError(_unknown_item(key, sep))
         except ValueError as exc:
             raise _bad(f"bad --preprocess item '{item}': {exc}") from None
+    n = 1 if kwargs.get("channels") == "gray" else 3
+    for key in ("mean", "std"):
+        if key in kwargs and len(kwargs[key]) not in (1, n) and len(set(kwargs[key])) > 1:
+            raise _bad(f"bad --preprocess item '{seen[key]}': give 1 or {n} values for {n}-channel input")
     if kwargs.get("dtype") == "uint8" and any(k in kwargs for k in ("scale", "mean", "std")):
         raise _bad("a uint8 input takes raw 0-255 pixels (the model normalizes inside): drop scale/mean/std")
     if "pad" in kwargs and kwargs.get("resize") != "letterbox":
