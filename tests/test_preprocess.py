@@ -275,6 +275,64 @@ def test_a_user_spec_is_fitted_to_the_model_and_checked_against_it(tmp_path):
     assert resolve_preprocessing(nhwc, "guess").guessed  # 'guess' takes what cvtune would use
 
 
+def _tflite_input(path: Path, dtype: int, shape: list[int], scale: float | None = None, zero: int = 0) -> Path:
+    """The smallest .tflite flatbuffer cvtune reads: one subgraph whose one tensor is its input (TensorType dtype:
+    0 float32, 3 uint8, 9 int8), with quantization parameters when `scale` is given."""
+    import importlib
+
+    import flatbuffers
+
+    T, Q, S, M, B = (importlib.import_module(f"tflite.{n}")
+                     for n in ("Tensor", "QuantizationParameters", "SubGraph", "Model", "Buffer"))
+    b = flatbuffers.Builder(0)
+
+    def vector(start, values, prepend):
+        start(b, len(values))
+        for value in reversed(values):
+            prepend(value)
+        return b.EndVector()
+
+    name = b.CreateString("input")
+    quant = None
+    if scale is not None:
+        scales = vector(Q.StartScaleVector, [scale], b.PrependFloat32)
+        zeros = vector(Q.StartZeroPointVector, [zero], b.PrependInt64)
+        Q.Start(b), Q.AddScale(b, scales), Q.AddZeroPoint(b, zeros)
+        quant = Q.End(b)
+    dims = vector(T.StartShapeVector, shape, b.PrependInt32)
+    T.Start(b), T.AddShape(b, dims), T.AddType(b, dtype), T.AddName(b, name)
+    if quant is not None:
+        T.AddQuantization(b, quant)
+    tensor = T.End(b)
+    tensors = vector(S.StartTensorsVector, [tensor], b.PrependUOffsetTRelative)
+    inputs, outputs = (vector(start, [0], b.PrependInt32) for start in (S.StartInputsVector, S.StartOutputsVector))
+    S.Start(b), S.AddTensors(b, tensors), S.AddInputs(b, inputs), S.AddOutputs(b, outputs)
+    graphs = vector(M.StartSubgraphsVector, [S.End(b)], b.PrependUOffsetTRelative)
+    B.Start(b)
+    buffers = vector(M.StartBuffersVector, [B.End(b)], b.PrependUOffsetTRelative)
+    M.Start(b), M.AddVersion(b, 3), M.AddSubgraphs(b, graphs), M.AddBuffers(b, buffers)
+    b.Finish(M.End(b), file_identifier=b"TFL3")
+    path.write_bytes(b.Output())
+    return path
+
+
+def test_tflite_inputs_say_raw_pixels_or_their_int8_quantization(tmp_path):
+    raw = resolve_preprocessing(_tflite_input(tmp_path / "u8.tflite", 3, [1, 224, 224, 3], 1 / 128, 128))
+    assert (raw.source, raw.to_string()) == ("tflite", "stretch=224x224,rgb,nhwc,uint8")
+    # int8 calibrated on [0, 1] (scale 1/255, zero point -128): x/255, then quantized with the tensor's own params
+    unit = resolve_preprocessing(_tflite_input(tmp_path / "i8.tflite", 9, [1, 96, 96, 3], 1 / 255, -128))
+    assert (unit.source, unit.dtype, unit.scale, unit.zero_point) == ("tflite", "int8", 1 / 255, -128)
+    assert unit.quant_scale == pytest.approx(1 / 255)
+    image = np.full((96, 96, 3), 200, np.uint8)
+    assert np.all(unit.to_tensor(image)[0] == 200 - 128)
+    # int8 calibrated on [-1, 1], one channel: (x/255 - 0.5) / 0.5, gray
+    signed = resolve_preprocessing(_tflite_input(tmp_path / "i8g.tflite", 9, [1, 64, 64, 1], 2 / 255, 0))
+    assert (signed.channels, signed.mean, signed.std) == ("gray", (0.5,), (0.5,))
+    # float32 without TFLite metadata: layout and size are read, the values are a guess
+    plain = resolve_preprocessing(_tflite_input(tmp_path / "f.tflite", 0, [1, 64, 64, 3]))
+    assert plain.guessed and (plain.layout, plain.input_size) == ("NHWC", (64, 64))
+
+
 # ---- the real third-party models (from packages, never special-cased by name) -----------------------------------
 
 REAL_MODEL_DIRS = (Path(__file__).resolve().parents[1] / ".cache" / "real-models", Path("/tmp/real-models"))
@@ -452,3 +510,76 @@ def test_deploy_json_carries_the_spec_and_load_deployed_uses_it(tmp_path, photos
                                   "preprocessing": {"resize": "squash"}}))
     with pytest.raises(UsageError, match=r"deploy\.json: preprocessing: unknown preprocessing resize 'squash'"):
         load_deployed(deploy)
+
+
+# ---------------------------------------------------------------------------------------------- the README
+
+
+@pytest.fixture(scope="session")
+def real_photos() -> list[Path]:
+    """Stand-in for the shared `real_photos` fixture (tests/real_models.py, branch w2-fidelity) until it lands."""
+    found = [p for folder in REAL_MODEL_DIRS if folder.is_dir() for p in sorted(folder.rglob("*"))
+             if p.suffix.lower() in (".png", ".jpg") and "dl" not in p.parts]
+    if not found:
+        pytest.skip("real photos not fetched (scikit-image's data files into .cache/real-models)")
+    return found
+
+
+def _tiny_classifier(path: Path) -> Path:
+    """x(N,3,H,W) -> Conv(3->2) -> GlobalAveragePool -> Flatten -> y(N,2): a two-class classifier of any size."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((2, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+         helper.make_node("GlobalAveragePool", ["c"], ["g"]), helper.make_node("Flatten", ["g"], ["y"])],
+        "classifier", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def _readme_section(title: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def test_the_readme_preprocessing_examples_run_as_written(tmp_path, monkeypatch, capsys, real_models, real_photos,
+                                                          synth_text_dir):
+    import re
+    import shlex
+
+    from cvtune import zoo
+
+    section = _readme_section("Your own model: preprocessing")
+    for spec in re.findall(r'--preprocess "([^"]+)"', section):
+        parse_preprocess(spec)  # every spec the section shows is valid grammar
+    for name in ("320n.onnx", "selfie_segmentation.tflite", "palm_detection_lite.tflite"):
+        (tmp_path / name).symlink_to(_real(real_models, name))
+    (tmp_path / "photos").mkdir()
+    for photo in real_photos[:2]:
+        (tmp_path / "photos" / photo.name).symlink_to(photo)
+    _tiny_classifier(tmp_path / "classifier.onnx")
+    for label in ("0", "1"):
+        (tmp_path / "val" / label).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / "val" / label / f"{i}.png"), np.full((40, 50, 3), 60 * i + 90 * int(label),
+                                                                             np.uint8))
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "textdet").symlink_to(synth_text_dir / "textdet")
+    (tmp_path / "pre.json").write_text(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    monkeypatch.chdir(tmp_path)
+
+    bash = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    commands = [line for line in bash.splitlines() if line.startswith("cvtune ")]
+    assert len(commands) >= 7
+    for line in commands:
+        line = re.sub(r'"\$\(cvtune zoo path ([\w-]+)\)"', lambda m: str(zoo.path(m.group(1))), line)
+        command, _, comment = line.partition("  #")
+        code = run_cli(shlex.split(command)[1:])
+        captured = capsys.readouterr()
+        assert code == 0, f"{line}\n{captured.err}"
+        assert "Warning:" not in captured.err  # every example gives or recognizes the real preprocessing
+        if comment.strip():  # the output the README shows is what the command prints
+            assert " ".join(comment.split()) in " ".join(captured.out.split()), captured.out
+    assert len((tmp_path / "palms.jsonl").read_text().splitlines()) == 2
