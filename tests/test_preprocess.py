@@ -494,6 +494,28 @@ def test_calibration_runs_on_the_users_spec_and_records_it(tmp_path, photos):
     assert calib.to_dict()["preprocessing_source"] == "user"
 
 
+@pytest.mark.parametrize("command", [
+    ["prune", "--method", "channel", "--ratio", "0.5", "--no-reconstruct"],
+    ["quantize", "--no-probe"],
+])
+def test_prune_and_quantize_calibrate_on_the_users_spec_and_warn_on_a_guess(tmp_path, photos, capsys, command):
+    from tiny_models import conv_chain
+
+    conv_chain(tmp_path / "chain.onnx")
+    base = [command[0], str(tmp_path / "chain.onnx"), "-o", str(tmp_path / "out.onnx"), "--calib", str(photos),
+            "--calib-size", "2", *command[1:], "--json"]
+    assert run_cli(base) == 0
+    captured = capsys.readouterr()
+    assert sum(line.startswith("Warning:") for line in captured.err.splitlines()) == 1
+    assert json.loads(captured.out)["calibration"]["preprocessing_source"] == GUESSED
+    assert run_cli([*base, "--preprocess", "letterbox=16x16,pad=0,scale=1/255,rgb"]) == 0
+    captured = capsys.readouterr()
+    calibration = json.loads(captured.out)["calibration"]
+    assert "Warning" not in captured.err
+    assert (calibration["preprocessing_source"], calibration["preprocessing"]) == \
+        ("user", "letterbox=16x16,pad=0,scale=1/255,rgb")
+
+
 def test_deploy_json_carries_the_spec_and_load_deployed_uses_it(tmp_path, photos):
     from cvtune.deploy import load_deployed
 
