@@ -817,8 +817,9 @@ def _quoted(spec: Preprocessing) -> str:
 
 def guess_warning(spec: Preprocessing, model: str | os.PathLike[str]) -> str:
     """The one warning line every command prints when it runs on a guess, with the spec to copy."""
-    return (f"preprocessing of {Path(model).name} is GUESSED (no zoo entry, Ultralytics/cvtune metadata or TFLite "
-            f"input info in the file): {spec.describe().split(' [')[0]}. Every metric and calibration uses it: if "
+    return (f"preprocessing of {Path(model).name} is GUESSED (nothing in the file says how its pixels are "
+            f"normalized: no zoo entry, Ultralytics/cvtune metadata or TFLite input quantization/normalization): "
+            f"{spec.describe().split(' [')[0]}. Every metric and calibration uses it: if "
             f"the model was trained otherwise, pass the right spec, starting from {_quoted(spec)}; --preprocess "
             f"guess accepts it")
 
