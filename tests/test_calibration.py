@@ -120,12 +120,13 @@ def test_images_are_spread_evenly_over_the_sorted_folder(model, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(calib, again, strict=True))
 
 
-def test_without_a_task_images_get_the_models_preprocessing_and_a_plain_resize(model, images):
+def test_without_a_task_images_get_the_models_preprocessing_and_its_resize(model, images):
     calib = calibration_set(model, images, CalibrationNeed(count=1))
     (tensor,) = calib.tensors()
     assert tensor.shape == (1, 3, 16, 16) and tensor.dtype == np.float32
+    assert calib.preprocessing.source == "guessed" and calib.to_dict()["preprocessing_source"] == "guessed"
     image = cv2.imread(str(sorted(images.iterdir())[0]))
-    rgb = cv2.resize(image, (16, 16), interpolation=cv2.INTER_AREA)[:, :, ::-1] / np.float32(255)
+    rgb = cv2.resize(image, (16, 16))[:, :, ::-1] / np.float32(255)  # the spec's stretch, as inference does
     expected = (rgb - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])  # guessed: ImageNet
     np.testing.assert_allclose(tensor[0], expected.transpose(2, 0, 1), atol=1e-5)
     assert calibration_set(model, images, CalibrationNeed(count=1), input_shape=(1, 3, 8, 12)).head(1)[0].shape \

@@ -5,7 +5,9 @@
 
 deploy.json: {"model": "model.onnx" (relative to the deploy.json folder), "runtime": Runtime.to_dict(),
 "task": "textdet", "task_options": {...}, "input_size": [H, W] or null, "batch": 1, "instances": 1,
-"preprocessing": Preprocessing.to_dict(), "expected": {...}}. Only "model" and "runtime" are required.
+"preprocessing": Preprocessing.to_dict() or a --preprocess string, "preprocessing_source": "user" | "zoo" | ...,
+"expected": {...}}. Only "model" and "runtime" are required; without "preprocessing" the model file's own (or a
+guess) is used, as everywhere (cvtune.preprocess).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CvtuneError, ModelError, UsageError
+from .preprocess import SOURCES
 from .runtimes import Runtime, Session, runtime_from_dict
 
 __all__ = ["Deployed", "load_deployed", "is_deploy_file"]
@@ -37,7 +40,7 @@ class Deployed:
     input_size: tuple[int, int] | None = None
     batch: int = 1
     instances: int = 1
-    preprocessing: dict[str, Any] | None = None
+    preprocessing: dict[str, Any] | None = None  # Preprocessing.to_dict(), checked at load; None: the model's own
     expected: dict[str, Any] = field(default_factory=dict)
     _state: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -83,6 +86,11 @@ class Deployed:
         if "task" not in self._state:
             self._state["task"] = self.spec().build_task()
         return self._state["task"]
+
+    @property
+    def preprocessing_source(self) -> str:
+        """Where the preprocessing this deployment runs came from (user, zoo, metadata:..., tflite, guessed)."""
+        return self.task.preprocessing.source or "unknown"
 
     def open(self) -> Session:
         """A new session of the deployed model with the deployed runtime settings."""
@@ -146,7 +154,27 @@ def load_deployed(path: str | os.PathLike[str]) -> Deployed:
     return Deployed(path=path, model_path=model_path, runtime=runtime, task_name=task,
                     task_options=dict(data.get("task_options") or {}),
                     input_size=(int(size[0]), int(size[1])) if size else None, batch=batch, instances=instances,
-                    preprocessing=data.get("preprocessing"), expected=dict(data.get("expected") or {}))
+                    preprocessing=_preprocessing(path, data), expected=dict(data.get("expected") or {}))
+
+
+def _preprocessing(path: Path, data: dict[str, Any]) -> dict[str, Any] | None:
+    """The deploy.json's "preprocessing" (an object or a --preprocess string), checked, with its source."""
+    from .preprocess import Preprocessing, parse_preprocess
+
+    raw = data.get("preprocessing")
+    if raw is None:
+        return None
+    source = data.get("preprocessing_source")
+    source = source if isinstance(source, str) and source in SOURCES else None
+    try:
+        if isinstance(raw, str):
+            spec = parse_preprocess(raw, source=source or "user")
+        else:
+            spec = Preprocessing.from_dict(raw)
+            spec = spec.with_source(source or spec.source or "user")
+    except UsageError as exc:
+        raise UsageError(f"{path}: preprocessing: {exc}") from None
+    return spec.to_dict()
 
 
 def _positive(path: Path, data: dict, key: str) -> int:

@@ -14,6 +14,7 @@ def inspect_model(model_path: str | Path, *, input_shape: tuple[int, ...] | None
                   layers: bool = False) -> dict[str, Any]:
     """Inputs/outputs, opset, params, size, FLOPs (total and per layer), sparsity, ops, preprocessing and,
     with `probe`, which runtimes load it (each tried in a child process)."""
+    from .preprocess import model_preprocessing
     from .probe import probe_runtimes
 
     path = check_model_file(model_path)
@@ -24,7 +25,8 @@ def inspect_model(model_path: str | Path, *, input_shape: tuple[int, ...] | None
 
         info: dict[str, Any] = {"path": str(path), "format": path.suffix.lstrip("."), "file_size": path.stat().st_size,
                                 "note": "a TensorFlow graph: cvtune runs it through OpenCV (and OpenVINO); converting "
-                                        "it to ONNX needs tf2onnx (pip install 'cvtune[tensorflow]')"}
+                                        "it to ONNX needs tf2onnx (pip install 'cvtune[tensorflow]')",
+                                **_preprocessing(model_preprocessing(path))}
         try:
             inputs, outputs = model_io(path)
             info["inputs"] = [t.to_dict() for t in inputs]
@@ -58,7 +60,7 @@ def inspect_model(model_path: str | Path, *, input_shape: tuple[int, ...] | None
         "weight_sparsity": sparsity.get("total", 0.0),
         "nodes": len(model.proto.graph.node),
         "op_histogram": model.op_histogram(),
-        "preprocessing": model.preprocessing.to_dict(),
+        **_preprocessing(model.preprocessing),
     }
     if layers:
         info["layers"] = [{"name": lf.name, "op": lf.op_type, "flops": lf.flops, "params": lf.params,
@@ -78,6 +80,7 @@ def _inspect_tflite(path: Path, *, input_shape: tuple[int, ...] | None, probe: b
     then its ONNX conversion (FLOPs, params, and which runtimes run the converted model), or why it failed."""
     from .convert import ensure_onnx
     from .model import read_tflite
+    from .preprocess import model_preprocessing
     from .probe import probe_runtimes
 
     facts = read_tflite(path)
@@ -86,6 +89,7 @@ def _inspect_tflite(path: Path, *, input_shape: tuple[int, ...] | None, probe: b
         "path": str(path), "format": "tflite", "file_size": path.stat().st_size,
         "inputs": [t.to_dict() for t in facts.inputs], "outputs": [t.to_dict() for t in facts.outputs],
         "fed_as": {"name": fed.name, "shape": list(fed.shape), "layout": "NCHW"},
+        **_preprocessing(model_preprocessing(path)),
         "tflite": {"schema_version": facts.version, "description": facts.description, "subgraphs": facts.subgraphs},
         "op_histogram": facts.ops, "nodes": sum(facts.ops.values()),
     }
@@ -93,8 +97,7 @@ def _inspect_tflite(path: Path, *, input_shape: tuple[int, ...] | None, probe: b
         onnx_path = ensure_onnx(path)
         model = Model.load(onnx_path)
         shape = tuple(input_shape or model.default_input_shape())
-        info.update(params=model.param_count, flops_input_shape=list(shape), flops=model.total_flops(shape),
-                    preprocessing=model.preprocessing.to_dict())
+        info.update(params=model.param_count, flops_input_shape=list(shape), flops=model.total_flops(shape))
         info["conversion"] = {"ok": True, "converter": "tflite (cvtune)", "onnx": str(onnx_path),
                               "nodes": len(model.proto.graph.node)}
     except CvtuneError as exc:
@@ -105,3 +108,9 @@ def _inspect_tflite(path: Path, *, input_shape: tuple[int, ...] | None, probe: b
         if onnx_path is not None:
             info["conversion"]["runtimes"] = [r.to_dict() for r in probe_runtimes(onnx_path, input_shape=input_shape)]
     return info
+
+
+def _preprocessing(spec) -> dict[str, Any]:
+    """The preprocessing, where it came from (user, zoo, metadata:..., tflite, guessed) and a line for people."""
+    return {"preprocessing": spec.to_dict(), "preprocessing_source": spec.source,
+            "preprocessing_description": spec.describe()}

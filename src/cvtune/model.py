@@ -20,7 +20,8 @@ from onnx import numpy_helper
 
 from .errors import ModelError, UsageError
 from .files import atomic_path
-from .zoo import Preprocessing, find_by_path
+from .preprocess import Preprocessing, model_preprocessing
+from .zoo import find_by_path
 
 TFLITE_SUFFIX = ".tflite"
 TF_SUFFIX = ".pb"
@@ -228,8 +229,7 @@ class Model:
     def load(cls, path: str | os.PathLike[str]) -> Model:
         path = Path(path)
         proto = load_onnx(path)
-        zoo_entry = find_by_path(path)
-        return cls(path, proto, zoo_entry.preprocessing if zoo_entry else guess_preprocessing(proto))
+        return cls(path, proto, model_preprocessing(path, proto=proto))
 
     # ---- graph facts ---------------------------------------------------------------------------------
     @property
@@ -283,14 +283,19 @@ class Model:
         return {"total": zeros / total if total else 0.0, **per_layer}
 
     def default_input_shape(self) -> tuple[int, ...]:
-        """The first input's shape with dynamic dims filled from the preprocessing spec (or 224)."""
+        """The first input's shape with dynamic dims filled from the preprocessing spec (or 224), H and W where
+        its layout puts them (NCHW: dims 2, 3; NHWC: dims 1, 2, channels in dim 3)."""
         info = self.inputs[0]
         shape = list(info.shape)
-        size = self.preprocessing.input_size
-        fill = {2: size[0] if size else 224, 3: size[1] if size else 224}
+        pre = self.preprocessing
+        height, width = pre.input_size or (224, 224)
         zoo_entry = find_by_path(self.path)
         if zoo_entry:
-            fill = {2: zoo_entry.default_shape[2], 3: zoo_entry.default_shape[3]}
+            height, width = zoo_entry.default_shape[2], zoo_entry.default_shape[3]
+        if pre.layout == "NHWC":
+            fill = {1: height, 2: width, 3: pre.n_channels}
+        else:
+            fill = {1: pre.n_channels, 2: height, 3: width}
         return tuple(d if isinstance(d, int) and d > 0 else (1 if i == 0 else fill.get(i, 1))
                      for i, d in enumerate(shape))
 
@@ -353,19 +358,6 @@ def infer_shapes(proto: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]
         if dims and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
             shapes[value.name] = tuple(int(d.dim_value) for d in dims)
     return shapes
-
-
-def guess_preprocessing(proto: onnx.ModelProto) -> Preprocessing:
-    """Preprocessing for a model cvtune does not know: fixed H/W from the graph, else ImageNet defaults."""
-    inits = {t.name for t in proto.graph.initializer}
-    first = next((v for v in proto.graph.input if v.name not in inits), None)
-    size = None
-    if first is not None:
-        dims = first.type.tensor_type.shape.dim
-        if len(dims) == 4 and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[2:]):
-            size = (int(dims[2].dim_value), int(dims[3].dim_value))
-    return Preprocessing(input_size=size, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                         rgb=True)
 
 
 # ---- TFLite and TensorFlow files: what they declare, read without TensorFlow ---------------------------------------
@@ -527,19 +519,3 @@ def default_input_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
         raise UsageError(f"{path.name}: input '{first.name}' has dynamic dims "
                          f"{'x'.join(str(d) if d else '?' for d in shape)}; give the input shape, e.g. 1x3x224x224")
     return shape  # type: ignore[return-value]
-
-
-def read_preprocessing(path: str | os.PathLike[str]) -> Preprocessing:
-    """The preprocessing a model file implies: the zoo entry's, else a guess from the graph (input size from the
-    file; a TFLite model is read, not converted, so this works for any op it has)."""
-    path = Path(path)
-    entry = find_by_path(path)
-    if entry:
-        return entry.preprocessing
-    if path.suffix.lower() in (TFLITE_SUFFIX, TF_SUFFIX):
-        shape = model_io(path)[0][0].shape
-        size = tuple(shape[2:]) if len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[2:]) else None
-        guess = guess_preprocessing(onnx.ModelProto())
-        return Preprocessing(input_size=size, scale=guess.scale, mean=guess.mean, std=guess.std,  # type: ignore[arg-type]
-                             rgb=guess.rgb)
-    return Model.load(path).preprocessing

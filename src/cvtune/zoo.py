@@ -12,45 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ModelError, UsageError
+from .preprocess import Preprocessing  # noqa: F401 - zoo.Preprocessing: where it lived before preprocess.py
 
 ZOO_PACKAGE = "rapidocr_onnxruntime"
 INSTALL_HINT = "pip install --no-deps 'rapidocr-onnxruntime==1.4.4' (make setup does this)"
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images become the model's input tensor: resize, BGR/RGB, scale, mean/std, layout."""
-
-    input_size: tuple[int, int] | None = None  # (height, width); None = any (fully convolutional)
-    size_multiple: int = 1  # dynamic sizes must be multiples of this
-    scale: float = 1.0 / 255.0
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    rgb: bool = False  # True: channels in RGB order; False: OpenCV's BGR
-    layout: str = "NCHW"
-
-    def to_dict(self) -> dict:
-        return {
-            "input_size": list(self.input_size) if self.input_size else None,
-            "size_multiple": self.size_multiple,
-            "scale": self.scale,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "rgb": self.rgb,
-            "layout": self.layout,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Preprocessing:
-        return cls(
-            input_size=tuple(data["input_size"]) if data.get("input_size") else None,
-            size_multiple=int(data.get("size_multiple", 1)),
-            scale=float(data.get("scale", 1 / 255)),
-            mean=tuple(data.get("mean", (0, 0, 0))),
-            std=tuple(data.get("std", (1, 1, 1))),
-            rgb=bool(data.get("rgb", False)),
-            layout=data.get("layout", "NCHW"),
-        )
 
 
 @dataclass(frozen=True)
@@ -66,7 +31,7 @@ class ZooModel:
 
 
 # PP-OCR preprocessing: BGR image, x/255, (x-0.5)/0.5 (see rapidocr's config.yaml and PaddleOCR's docs).
-_PPOCR = dict(scale=1 / 255, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), rgb=False)
+_PPOCR = dict(scale=1 / 255, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), channels="bgr", source="zoo")
 
 ZOO: dict[str, ZooModel] = {
     m.name: m
@@ -76,7 +41,7 @@ ZOO: dict[str, ZooModel] = {
             "ch_PP-OCRv4_det_infer.onnx",
             "textdet",
             "PP-OCRv4 DB text detector (mobile), 4.7 MB, fully convolutional",
-            Preprocessing(size_multiple=32, **_PPOCR),
+            Preprocessing(resize="keep_ratio", limit_side=960, size_multiple=32, **_PPOCR),
             (1, 3, 640, 640),
             {"thresh": 0.3, "box_thresh": 0.5, "unclip_ratio": 1.6},
             ("sigmoid_0.tmp_0",),

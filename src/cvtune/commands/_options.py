@@ -45,6 +45,11 @@ CALIB_SIZE = calib_size_option()
 LIMIT = typer.Option(None, "--limit", help="Use only the first N images (quicker, less precise).")
 TASK_OPTION = typer.Option(None, "--task-option", "-O", help="Task option KEY=VALUE, repeatable (e.g. "
                            "box_thresh=0.6, reference_model=orig.onnx).")
+PREPROCESS = typer.Option(None, "--preprocess", help="How images become the model's input, e.g. "
+                          "\"letterbox=640x640,pad=114,scale=1/255,rgb\" (YOLO), \"center_crop=224,resize=256,"
+                          "mean=0.485/0.456/0.406,std=0.229/0.224/0.225,rgb\" (ImageNet), a JSON file, or 'guess' to "
+                          "accept cvtune's guess. Default: what the model file says (zoo, Ultralytics or cvtune "
+                          "metadata, TFLite tensors), else a guess with a warning.")
 
 
 TASK_PLUGIN = typer.Option(None, "--task-plugin", help="Python file defining a cvtune.tasks.Task subclass "
@@ -79,6 +84,15 @@ def max_drop_option(default: str | None = "1%") -> Any:
 def time_option(default: str | None = None) -> Any:
     """`--time` (alias `--budget`): a wall-clock limit, one grammar on every command (cvtune.budget.parse_duration)."""
     return typer.Option(default, "--time", "--budget", help="Wall-clock limit, e.g. 3m, 90s, 1h30m.")
+
+
+def warn_if_guessed(spec: Any, model: Any, preprocess: str | None) -> None:
+    """The one warning line when images are fed on guessed preprocessing (not when --preprocess guess said so)."""
+    from ..console import err_console
+    from ..preprocess import ACCEPT_GUESS, guess_warning
+
+    if spec is not None and getattr(spec, "guessed", False) and preprocess != ACCEPT_GUESS:
+        err_console.print(f"Warning: {guess_warning(spec, model)}", highlight=False, markup=False, soft_wrap=True)
 
 
 def parse_task_options(items: list[str] | None) -> dict[str, Any]:

@@ -11,7 +11,16 @@ import typer
 from rich.table import Table
 
 from ..console import console
-from ._options import JSON, LIMIT, TASK_OPTION, TASK_PLUGIN, apply_task_plugin, parse_task_options
+from ._options import (
+    JSON,
+    LIMIT,
+    PREPROCESS,
+    TASK_OPTION,
+    TASK_PLUGIN,
+    apply_task_plugin,
+    parse_task_options,
+    warn_if_guessed,
+)
 
 # details that are counts (printed as integers); every other detail is a rate printed with 4 decimals
 COUNT_KEYS = {"true_positives", "predictions", "gt_boxes", "gt_lines", "correct_lines", "lines", "detections"}
@@ -43,6 +52,7 @@ def register(app: typer.Typer) -> None:
         decoder: str = typer.Option(None, "--decoder", help="detect: output decoder (yolo or boxes)."),
         task_option: list[str] = TASK_OPTION,
         task_plugin: Path = TASK_PLUGIN,
+        preprocess: str = PREPROCESS,
         as_json: bool = JSON,
     ) -> None:
         """Measure a model's accuracy on a labelled dataset (or its fidelity to a reference model on any images):
@@ -50,7 +60,9 @@ def register(app: typer.Typer) -> None:
         from .. import zoo
         from ..errors import UsageError
         from ..evaluate import evaluate, load_eval_dataset
+        from ..model import check_model_file
         from ..runtimes import make_runtime
+        from ..tasks.spec import resolve_task
 
         options: dict[str, Any] = parse_task_options(task_option)
         task = apply_task_plugin(task_plugin, task, options)
@@ -66,11 +78,16 @@ def register(app: typer.Typer) -> None:
         if decoder:
             options["decoder"] = decoder
         rt = make_runtime(runtime, **_runtime_settings(engine, threads))
+        check_model_file(model)
+        spec = resolve_task(task, model, preprocess=preprocess, **options)
+        pre = spec.preprocessing
+        warn_if_guessed(pre, model, preprocess)
         dataset = load_eval_dataset(data, kind)
         start = time.perf_counter()
-        metrics = evaluate(model, rt, task, dataset, limit=limit, progress=not as_json, task_options=options)
+        metrics = evaluate(model, rt, spec.build(), dataset, limit=limit, progress=not as_json)
         elapsed = time.perf_counter() - start
         result = {**metrics.to_dict(), "model": str(model), "data": str(data), "runtime": rt.to_dict(),
+                  "preprocessing": pre.to_string() if pre else None, "preprocessing_source": spec.preprocessing_source,
                   "seconds": round(elapsed, 3)}
         if as_json:
             print(json.dumps(result, indent=2, ensure_ascii=False))
@@ -84,5 +101,7 @@ def register(app: typer.Typer) -> None:
         table.add_row("images", f"{metrics.n_images} used, {metrics.n_skipped} skipped")
         table.add_row("model", str(model))
         table.add_row("runtime", rt.label())
+        if pre is not None:
+            table.add_row("preprocessing", f"{pre.source}: {pre.to_string()}")
         table.add_row("time", f"{elapsed:.1f} s")
         console.print(table)

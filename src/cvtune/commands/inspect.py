@@ -41,6 +41,17 @@ def register(app: typer.Typer) -> None:
         _print(info)
 
 
+def _print_preprocessing(info: dict) -> None:
+    """The spec (to copy into --preprocess) and where it came from; a guess in red."""
+    if "preprocessing" not in info:
+        return
+    source = info["preprocessing_source"] or "unknown"
+    style = "bold red" if source == "guessed" else "green"
+    console.print(f"preprocessing: [{style}]{source}[/] -- {info['preprocessing_description'].split(' [')[0]}",
+                  highlight=False)
+    console.print(f"  --preprocess \"{info['preprocessing']['spec']}\"", highlight=False, markup=False)
+
+
 def _print(info: dict) -> None:
     console.print(f"[bold]{info['path']}[/]  ({info['format']}, {_si(info['file_size'], 'B')})", highlight=False)
     if "inputs" in info:
@@ -49,6 +60,7 @@ def _print(info: dict) -> None:
         _print_tflite(info)
     elif info["format"] != "onnx":
         console.print(info["note"])
+        _print_preprocessing(info)
     else:
         shape = "x".join(map(str, info["flops_input_shape"]))
         facts = Table(show_header=False, title="Facts")
@@ -62,11 +74,8 @@ def _print(info: dict) -> None:
         facts.add_row("weight sparsity", f"{info['weight_sparsity']:.1%}")
         facts.add_row("nodes", str(info["nodes"]))
         facts.add_row("ops", ", ".join(f"{k} {v}" for k, v in list(info["op_histogram"].items())[:10]))
-        pre = info["preprocessing"]
-        facts.add_row("preprocessing", f"size {pre['input_size'] or 'dynamic'} (multiple of {pre['size_multiple']}), "
-                      f"scale {pre['scale']:.5g}, mean {pre['mean']}, std {pre['std']}, "
-                      f"{'RGB' if pre['rgb'] else 'BGR'}, {pre['layout']}")
         console.print(facts)
+        _print_preprocessing(info)
         layer_rows = info.get("layers") or info.get("top_layers") or []
         if layer_rows:
             lt = Table(title="Layers by FLOPs" if "top_layers" in info else "Weighted layers")

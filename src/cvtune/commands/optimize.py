@@ -22,6 +22,7 @@ from ..search.records import Trial
 from ..search.space import SPACE_PRESETS, space_preset
 from ._options import (
     JSON,
+    PREPROCESS,
     TASK_OPTION,
     TASK_PLUGIN,
     apply_task_plugin,
@@ -262,6 +263,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the data split and the search order."),
         task_option: list[str] = TASK_OPTION,
         task_plugin: Path = TASK_PLUGIN,
+        preprocess: str = PREPROCESS,
         as_json: bool = JSON,
         test_hook: str = typer.Option(None, "--test-hook", hidden=True),
     ) -> None:
@@ -284,7 +286,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("say which task's metric is the accuracy: --task textdet | ocr | classify | detect | "
                              "fidelity, or --task-plugin my_task.py")
         config = OptimizeConfig(model=model, task=task, data=data, out=out, data_kind=kind,
-                                task_options=task_options, budget=Budget.parse(max_drop),
+                                task_options=task_options, preprocess=preprocess, budget=Budget.parse(max_drop),
                                 objective=objective, time_budget_s=parse_duration(time_limit), seed=seed, space=space,
                                 eval_images=eval_images, max_trials=max_trials, strategy=strategy,
                                 eval_workers=workers)

@@ -8,7 +8,16 @@ from pathlib import Path
 import typer
 
 from ..console import console, err_console, progress
-from ._options import CALIB, JSON, TASK_OPTION, calib_size_option, input_shape_option, parse_task_options
+from ._options import (
+    CALIB,
+    JSON,
+    PREPROCESS,
+    TASK_OPTION,
+    calib_size_option,
+    input_shape_option,
+    parse_task_options,
+    warn_if_guessed,
+)
 
 
 def _check_options(method: str, sparsity, threshold, ratio, importance, allocation, calib) -> None:
@@ -72,6 +81,7 @@ def register(app: typer.Typer) -> None:
         task: str = typer.Option(None, "--task", help="Task whose preprocessing the calibration images get "
                                  "(default: a plain resize to the model's input size with its preprocessing)."),
         task_option: list[str] = TASK_OPTION,
+        preprocess: str = PREPROCESS,
         input_shape: str = input_shape_option("Also the shape the FLOPs are counted at."),
         no_reconstruct: bool = typer.Option(False, "--no-reconstruct", help="channel: plain cut, no least-squares "
                                             "refit of the consumer layers."),
@@ -105,8 +115,9 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give -o OUT.onnx for the pruned model (or --plan to only print the plan)")
         shape = parse_shape(input_shape) if input_shape else None
         options = parse_task_options(task_option)
-        if (task or options) and calib is None:
-            raise UsageError("--task/--task-option say how --calib images are preprocessed; add --calib DIR")
+        if (task or options or preprocess) and calib is None:
+            raise UsageError("--task/--task-option/--preprocess say how --calib images are preprocessed; add --calib "
+                             "DIR")
         levels = _allocation(allocation, method)
         if method == "channel":
             importance = importance or ("activation" if calib else "l1")
@@ -124,7 +135,8 @@ def register(app: typer.Typer) -> None:
         calibration = None
         if calib is not None:
             calibration = calibration_set(model, calib, CalibrationNeed(count=calib_size), task=task,
-                                          task_options=options, input_shape=shape)
+                                          task_options=options, input_shape=shape, preprocessing=preprocess)
+            warn_if_guessed(calibration.preprocessing, model, preprocess)
         if method == "channel" and target is not None and config.reconstruct and not as_json:
             with progress() as bar:
                 job = bar.add_task("reconstruct", total=None, rate="")

@@ -16,11 +16,13 @@ from ._options import (
     CALIB,
     JSON,
     LIMIT,
+    PREPROCESS,
     TASK_OPTION,
     calib_size_option,
     input_shape_option,
     max_drop_option,
     parse_task_options,
+    warn_if_guessed,
 )
 
 # --max-drop with one image source (--data, --calib, or both the same folder): this share of it calibrates, the
@@ -126,6 +128,7 @@ def register(app: typer.Typer) -> None:
                                  "classify, ...) and whose preprocessing calibration gets; default: fidelity to the "
                                  "float model, calibration images plainly resized."),
         task_option: list[str] = TASK_OPTION,
+        preprocess: str = PREPROCESS,
         data: Path = typer.Option(None, "--data", help="Evaluation dataset for --max-drop. When it is the only "
                                   "source (or the same folder as --calib), a seeded 30% split of it calibrates and "
                                   "the rest evaluates: calibration never sees an evaluation image."),
@@ -175,13 +178,19 @@ def register(app: typer.Typer) -> None:
             which += f"; --limit {limit}: {len(evaluation)} evaluated"
         if which:
             err_console.print(which, highlight=False)
+        if preprocess and not static and budget is None:
+            raise UsageError("--preprocess says how calibration and evaluation images are preprocessed; "
+                             f"{'--dynamic' if dynamic else '--fp16'} without --max-drop reads no images")
         calibration = None
         if static:
             if calib_source is None:
                 raise UsageError("static int8 needs calibration images: pass --calib DIR (or --data DIR); or use "
                                  "--dynamic, which needs none")
             calibration = calibration_set(model, calib_source, CalibrationNeed(count=calib_size), task=task,
-                                          task_options=options, input_shape=shape)
+                                          task_options=options, input_shape=shape, preprocessing=preprocess)
+            warn_if_guessed(calibration.preprocessing, model, preprocess)
+        if preprocess:
+            options["preprocessing"] = preprocess
         report = None
         if budget is not None:
             validate, metric = task_validator(model, task or "fidelity", evaluation, input_shape=shape,

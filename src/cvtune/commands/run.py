@@ -16,6 +16,7 @@ from ..runtimes.devices import resolve_target, usable_cores
 from ._options import (
     ENGINE,
     JSON,
+    PREPROCESS,
     TARGET,
     TASK_OPTION,
     TASK_PLUGIN,
@@ -23,6 +24,7 @@ from ._options import (
     apply_task_plugin,
     build_runtime,
     parse_task_options,
+    warn_if_guessed,
 )
 
 
@@ -54,6 +56,7 @@ def register(app: typer.Typer) -> None:
                                  "'cvtune\\[ray]'."),
         ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to use, HOST:PORT or "
                                         "ray://HOST:PORT (implies --ray)."),
+        preprocess: str = PREPROCESS,
         as_json: bool = JSON,
     ) -> None:
         """Predict every image (or video frame) and write one JSON row per input, resumably; corrupt inputs get a
@@ -76,6 +79,17 @@ def register(app: typer.Typer) -> None:
         else:
             spec = PredictorSpec(model=str(model), runtime=rt.to_dict(), task=task or default_task(model),
                                  task_options=options, batch=batch or 1)
+        from ..model import check_model_file
+
+        check_model_file(spec.model)
+        if preprocess:
+            from ..preprocess import resolve_preprocessing
+
+            pre = resolve_preprocessing(spec.model, preprocess)
+            spec = dataclasses.replace(spec, preprocessing=pre.to_dict())
+        task_obj = spec.build_task()  # resolves the preprocessing (deploy.json, the file, or a guess): say which
+        warn_if_guessed(task_obj.preprocessing, spec.model, preprocess)
+        task_obj.close()
         use_ray = ray or bool(ray_address)
         err_console.print(f"run: {Path(spec.model).name} with {rt.label()}, task {spec.task}, {n_workers} "
                           f"{'actor' if use_ray else 'worker'}(s), batch {spec.batch} -> {out}", highlight=False)

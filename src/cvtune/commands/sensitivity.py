@@ -13,10 +13,12 @@ from ._options import (
     INPUT_SHAPE,
     JSON,
     LIMIT,
+    PREPROCESS,
     TASK_OPTION,
     calib_size_option,
     max_drop_option,
     parse_task_options,
+    warn_if_guessed,
 )
 
 
@@ -54,6 +56,7 @@ def register(app: typer.Typer) -> None:
         calib_size: int = calib_size_option(ChannelConfig.calibration_need.count),
         input_shape: str = INPUT_SHAPE,
         task_option: list[str] = TASK_OPTION,
+        preprocess: str = PREPROCESS,
         output: Path = typer.Option(None, "--output", "-o", help="Curve JSON (also the cache: an interrupted run "
                                     "resumes). Default: MODEL_STEM.sensitivity.json in the current folder."),
         max_drop: str = max_drop_option(None),
@@ -70,8 +73,9 @@ def register(app: typer.Typer) -> None:
         from ..data.calibration import CalibrationNeed, calibration_set
         from ..errors import UsageError
         from ..files import refuse_overwrite_of_input, write_json
-        from ..model import parse_shape
+        from ..model import check_model_file, parse_shape
         from ..runtimes import make_runtime
+        from ..tasks.spec import resolve_task
 
         budget = Budget.parse(max_drop) if max_drop is not None else None
         out = output or Path(f"{model.stem}.sensitivity.json")
@@ -83,6 +87,12 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"--input-shape needs 4 dims NxCxHxW, e.g. 1x3x640x640 (got {input_shape})")
             options["input_size"] = (int(shape[2]), int(shape[3]))
         rt = make_runtime(runtime)
+        if preprocess:
+            options["preprocessing"] = preprocess
+        check_model_file(model)
+        resolved = resolve_task(task, model, **(dict(options, reference_model=str(model)) if task == "fidelity"
+                                                else options))
+        warn_if_guessed(resolved.preprocessing, model, preprocess)
         calib_tensors = None
         if calib is not None:
             if method != "channel":

@@ -4,8 +4,9 @@ that calibrates (channel pruning, static int8, sensitivity, the search).
 - What a technique needs is data: `CalibrationNeed(count, max_side, split)`.
 - One sampling rule: `count` images spread evenly over the sorted dataset (deterministic, representative).
 - One preprocessing rule (`preprocessor`): the task's own `preprocess` for the model (tasks.spec), or,
-  without a task, the model's Preprocessing with a plain INTER_AREA resize to its input size. For fully
-  convolutional models a `max_side` need downscales the tensors, keeping the size multiple.
+  without a task, the model's Preprocessing (the user's --preprocess, else what the file says, else the guess:
+  cvtune.preprocess) applied to the model's input size. For fully convolutional models a `max_side` need
+  downscales the tensors, keeping the size multiple.
 - Tensors are produced lazily: iterating a `CalibrationSet` (or its ORT `reader()`) reads and preprocesses one image
   at a time, so hundreds of 640x640 images are never all in memory; `tensors()` materializes them for the users
   that need them all at once (least-squares reconstruction).
@@ -32,6 +33,7 @@ from ..model import Model
 from .base import Dataset, Sample, read_image_or_warn
 
 if TYPE_CHECKING:
+    from ..preprocess import Preprocessing
     from ..tasks.spec import TaskSpec
 
 __all__ = ["SPLITS", "CalibrationNeed", "CalibrationReader", "CalibrationSet", "ImageTensors", "NoiseTensors",
@@ -167,6 +169,7 @@ class CalibrationSet:
     task: str | None = None
     skipped: int = 0
     need: CalibrationNeed | None = None
+    preprocessing: Preprocessing | None = None  # what made the tensors (None: random tensors)
 
     def __len__(self) -> int:
         return len(self.stream)
@@ -193,8 +196,11 @@ class CalibrationSet:
 
     def to_dict(self) -> dict[str, Any]:
         shapes = ["x".join(map(str, s)) for s in self.shapes()]
+        pre = self.preprocessing
         return {"source": self.source, "images": len(self), "task": self.task, "skipped": self.skipped,
                 "need": self.need.to_dict() if self.need else None,
+                "preprocessing": pre.to_string() if pre else None,
+                "preprocessing_source": pre.source if pre else None,
                 "shapes": shapes[:8] + ([f"... {len(shapes) - 8} more"] if len(shapes) > 8 else [])}
 
 
@@ -231,14 +237,24 @@ def downscale(tensor: np.ndarray, max_side: int, multiple: int) -> np.ndarray:
 
 def preprocessor(model: str | os.PathLike[str] | Model, *, task: str | TaskSpec | None = None,
                  task_options: dict[str, Any] | None = None, input_shape: tuple[int, ...] | None = None,
-                 max_side: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """BGR uint8 image -> (1, C, H, W) float32 tensor, the one rule every calibration uses: the task's own
-    preprocessing for this model (a TaskSpec resolved by the caller, or a task name resolved here; at
-    `input_shape`'s H x W when given), or without a task
-    the model's Preprocessing with a plain INTER_AREA resize to `input_shape` / its default input shape. With
-    `max_side`, tensors of a fully convolutional model (dynamic H and W, no fixed size anywhere) are downscaled so
-    the longest side is at most `max_side`, keeping the preprocessing's size multiple."""
-    import cv2
+                 max_side: int | None = None, preprocessing: Preprocessing | str | None = None
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+    """BGR uint8 image -> input tensor, the one rule every calibration uses: the task's own preprocessing for this
+    model (a TaskSpec resolved by the caller, or a task name resolved here; at `input_shape`'s H x W when given), or
+    without a task the model's Preprocessing (`preprocessing` from the user, else what the file says, else the
+    guess) at `input_shape` / its fixed size / the model's default input size. With `max_side`, tensors of a fully
+    convolutional model (dynamic H and W, no fixed size anywhere) are downscaled so the longest side is at most
+    `max_side`, keeping the preprocessing's size multiple. The tensor's dtype is the spec's (float32 mostly)."""
+    return _preprocessor(model, task=task, task_options=task_options, input_shape=input_shape, max_side=max_side,
+                         preprocessing=preprocessing)[0]
+
+
+def _preprocessor(model: str | os.PathLike[str] | Model, *, task: str | TaskSpec | None,
+                  task_options: dict[str, Any] | None, input_shape: tuple[int, ...] | None, max_side: int | None,
+                  preprocessing: Preprocessing | str | None) -> tuple[Callable[[np.ndarray], np.ndarray],
+                                                                      Preprocessing]:
+    """preprocessor() and the Preprocessing it applies."""
+    from ..preprocess import resolve_preprocessing
 
     model = model if isinstance(model, Model) else Model.load(model)
     model_path = Path(model.path)
@@ -246,43 +262,50 @@ def preprocessor(model: str | os.PathLike[str] | Model, *, task: str | TaskSpec 
         raise UsageError(f"image calibration needs a 4-dim input shape NxCxHxW, e.g. 1x3x640x640 "
                          f"(got {'x'.join(map(str, input_shape))})")
     options = dict(task_options or {})
+    if preprocessing is not None:
+        options["preprocessing"] = preprocessing
     if task is not None:
         from ..tasks.spec import TaskSpec, resolve_task
 
         if isinstance(task, TaskSpec):  # resolved once by the caller (the search): no lookups here
             spec = task.with_options(**options)
+            if "preprocessing" in options:
+                spec = resolve_task(spec.name, model_path, **spec.options)
         else:
             if task == "fidelity":
                 options.setdefault("reference_model", str(model_path))
             spec = resolve_task(task, model_path, **options)
-        size = (int(input_shape[2]), int(input_shape[3])) if input_shape is not None else None
+        size = _hw(input_shape, spec.preprocessing) if input_shape is not None else None
         instance = spec.build(input_size=size)
         options = dict(spec.options, **({"input_size": size} if size else {}))
-        preprocessing = instance.preprocessing
+        pre = instance.preprocessing
 
         def base(image: np.ndarray) -> np.ndarray:
-            return np.ascontiguousarray(instance.preprocess(image)[0], dtype=np.float32)
+            return np.ascontiguousarray(instance.preprocess(image)[0])
     else:
-        from ..tasks.common import normalize
-
-        preprocessing = model.preprocessing
+        pre = resolve_preprocessing(model_path, preprocessing) if preprocessing is not None else model.preprocessing
         shape = tuple(input_shape) if input_shape is not None else model.default_input_shape()
         if len(shape) != 4:
             raise UsageError(f"image calibration needs a 4-D image input (N, C, H, W); the model's input is "
                              f"{list(shape)}: give the input shape NxCxHxW")
-        nhwc = preprocessing.layout.upper() == "NHWC"
-        height, width = (int(shape[1]), int(shape[2])) if nhwc else (int(shape[2]), int(shape[3]))
+        size = _hw(shape, pre) if input_shape is not None or pre.input_size is None else pre.input_size
 
         def base(image: np.ndarray) -> np.ndarray:
-            resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            return np.ascontiguousarray(normalize(resized, preprocessing), dtype=np.float32)
+            return pre.to_tensor(image, input_size=size)[0]
 
-    fixed_size = input_shape is not None or options.get("input_size") or preprocessing.input_size
+    fixed_size = input_shape is not None or options.get("input_size") or pre.input_size
     fully_convolutional = {2, 3} <= set(model.inputs[0].dynamic_dims) and not fixed_size
-    if max_side is None or not fully_convolutional or preprocessing.layout.upper() == "NHWC":
-        return base
-    multiple = max(1, preprocessing.size_multiple)
-    return lambda image: downscale(base(image), max_side, multiple)
+    if max_side is None or not fully_convolutional or pre.layout == "NHWC":
+        return base, pre
+    multiple = max(1, pre.size_multiple)
+    return (lambda image: downscale(base(image), max_side, multiple)), pre
+
+
+def _hw(shape: tuple[int, ...], pre: Preprocessing | None) -> tuple[int, int]:
+    """(H, W) of a 4-D input shape in the preprocessing's layout."""
+    if pre is not None and pre.layout == "NHWC":
+        return int(shape[1]), int(shape[2])
+    return int(shape[2]), int(shape[3])
 
 
 # ---------------------------------------------------------------------------------------------- entry points
@@ -310,11 +333,13 @@ def _as_dataset(images: str | os.PathLike[str] | Dataset | Sequence[str | os.Pat
 def calibration_set(model_path: str | os.PathLike[str],
                     images: str | os.PathLike[str] | Dataset | Sequence[str | os.PathLike[str]],
                     need: CalibrationNeed, *, task: str | TaskSpec | None = None,
-                    task_options: dict[str, Any] | None = None,
-                    input_shape: tuple[int, ...] | None = None) -> CalibrationSet:
+                    task_options: dict[str, Any] | None = None, input_shape: tuple[int, ...] | None = None,
+                    preprocessing: Preprocessing | str | None = None) -> CalibrationSet:
     """`need.count` images spread over `images` (a folder, a loaded Dataset, e.g. the calibration split, or a
-    list of image files), preprocessed by `preprocessor` on demand. Every chosen image is decoded once here (and
-    dropped) so unreadable ones are skipped with a warning and counted now; none readable is a DatasetError."""
+    list of image files), preprocessed by `preprocessor` on demand (`preprocessing`: the user's spec, a
+    Preprocessing or a --preprocess string; the set records which spec made its tensors and its source). Every
+    chosen image is decoded once here (and dropped) so unreadable ones are skipped with a warning and counted now;
+    none readable is a DatasetError."""
     from .loaders import iter_images
 
     if not isinstance(need, CalibrationNeed):
@@ -323,8 +348,8 @@ def calibration_set(model_path: str | os.PathLike[str],
     model = Model.load(model_path)
     dataset = _as_dataset(images)
     chosen = spread(dataset, need.count)
-    preprocess = preprocessor(model, task=task, task_options=task_options, input_shape=input_shape,
-                              max_side=need.max_side)
+    preprocess, spec = _preprocessor(model, task=task, task_options=task_options, input_shape=input_shape,
+                                     max_side=need.max_side, preprocessing=preprocessing)
     before = len(chosen.skipped)
     readable = [sample.path for sample, _ in iter_images(chosen)]  # decode, check, drop: nothing is kept
     skipped = len(chosen.skipped) - before
@@ -333,7 +358,7 @@ def calibration_set(model_path: str | os.PathLike[str],
                            f"of images like the ones the model will see")
     name = task if isinstance(task, str) or task is None else task.name
     return CalibrationSet(model.inputs[0].name, ImageTensors(readable, preprocess), str(dataset.root), name, skipped,
-                          need)
+                          need, spec)
 
 
 def random_calibration(model_path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = None, *,

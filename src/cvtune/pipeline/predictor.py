@@ -4,7 +4,8 @@ postprocessed one image at a time, so a prediction never depends on which batch 
 
 Tasks that override `predict()` (OCR: orientation, end-to-end) run image by image through their own predict.
 The "raw" task needs no labels or task code: it reports each output's shape and values (small outputs) or summary
-statistics (large ones); any model with the zoo's or a guessed preprocessing works with it.
+statistics (large ones); any model works with it, preprocessed the way its spec says (cvtune.preprocess: the
+user's, the file's, or a guess that the command warns about).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
 from ..errors import UsageError
+from ..preprocess import Preprocessing
 from ..runtimes import Session, runtime_from_dict
 from ..tasks.base import Task
-from ..zoo import Preprocessing
 
 RAW = "raw"
 SMALL_OUTPUT = 64  # raw outputs up to this many values are written out in full
@@ -27,7 +27,8 @@ SMALL_OUTPUT = 64  # raw outputs up to this many values are written out in full
 
 class RawTask(Task):
     """Model outputs as JSON: {'outputs': [{'shape', 'values'} or {'shape', 'mean', 'std', 'min', 'max',
-    'argmax'}]}. Input: resized to the model's fixed size, or the image's own size rounded to its size multiple."""
+    'argmax'}]}. Input: the spec's resize (letterbox, center crop, ...) to the model's fixed size; with no fixed size
+    and a plain stretch, the image's own size (longest side at most max_side) rounded to the size multiple."""
 
     name: ClassVar[str] = RAW
     metric: ClassVar[str] = "none"
@@ -39,18 +40,16 @@ class RawTask(Task):
 
     def input_shape(self, height: int, width: int) -> tuple[int, int]:
         size = self.input_size or self.preprocessing.input_size
-        if size:
-            return tuple(size)  # type: ignore[return-value]
+        if size or self.preprocessing.resize != "stretch":
+            return self.preprocessing.target_size(height, width, size)
         multiple = max(self.preprocessing.size_multiple, 1)
         ratio = min(1.0, self.max_side / max(height, width))
         return (max(multiple, round(height * ratio / multiple) * multiple),
                 max(multiple, round(width * ratio / multiple) * multiple))
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, None]:
-        from ..tasks.common import normalize
-
-        h, w = self.input_shape(*image.shape[:2])
-        return normalize(cv2.resize(image, (w, h)), self.preprocessing), None
+        size = self.input_shape(*image.shape[:2]) if self.preprocessing.resize == "stretch" else self.input_size
+        return self.preprocessing.to_tensor(image, input_size=size)[0], None
 
     def postprocess(self, outputs: list[np.ndarray], meta: Any = None) -> dict[str, list]:
         rows = []
@@ -75,7 +74,7 @@ class PredictorSpec:
     runtime: dict[str, Any]
     task: str = RAW
     task_options: dict[str, Any] = field(default_factory=dict)
-    preprocessing: dict[str, Any] | None = None  # None: the zoo's, or guessed from the graph
+    preprocessing: dict[str, Any] | None = None  # Preprocessing.to_dict(); None: what the model file says, or a guess
     input_size: tuple[int, int] | None = None
     batch: int = 1
 
@@ -137,16 +136,9 @@ def default_task(model_path: str | Path) -> str:
 
 
 def _model_preprocessing(model_path: str | Path) -> Preprocessing:
-    from ..zoo import find_by_path
+    from ..preprocess import model_preprocessing
 
-    entry = find_by_path(model_path)
-    if entry:
-        return entry.preprocessing
-    if Path(model_path).suffix.lower() == ".onnx":
-        from ..model import Model
-
-        return Model.load(model_path).preprocessing
-    return Preprocessing()
+    return model_preprocessing(model_path)
 
 
 def overrides_predict(task: Task) -> bool:

@@ -144,8 +144,13 @@ class OpenCVSession:
             self.net.setPreferableTarget(getattr(cv2.dnn, target_name))
         self.output_names = _declared_order(model_path, list(self.net.getUnconnectedOutLayersNames()))
         self.input_name = ""
+        # OpenCV's TFLite importer turns the graph NCHW: it takes NCHW blobs although the file declares NHWC
+        # (measured on OpenCV 5.0 with MediaPipe models), so NHWC image tensors are transposed here.
+        self.nchw_only = model_path.suffix.lower() == ".tflite"
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self.nchw_only and batch.ndim == 4 and batch.shape[3] in (1, 3) and batch.shape[1] not in (1, 3):
+            batch = batch.transpose(0, 3, 1, 2)
         self.net.setInput(np.ascontiguousarray(batch, dtype=np.float32))
         outs = self.net.forward(self.output_names)
         return [np.asarray(o) for o in outs]

@@ -26,6 +26,7 @@ class OptimizeConfig:
     out: Path
     data_kind: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
+    preprocess: str | None = None  # --preprocess: a spec, a JSON file or "guess"; None = what the model says
     budget: Budget = field(default_factory=Budget)
     objective: str = "latency"
     time_budget_s: float | None = None  # wall-clock limit for the whole search; None = until done
@@ -87,6 +88,8 @@ class OptimizeConfig:
                 "--objective", self.objective, "--seed", str(self.seed)]
         if self.data_kind:
             args += ["--kind", self.data_kind]
+        if self.preprocess:
+            args += ["--preprocess", str(self.preprocess)]
         if self.time_budget_s:
             args += ["--time", f"{int(math.ceil(self.time_budget_s))}s"]
         return shlex.join(args)

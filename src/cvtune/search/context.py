@@ -70,7 +70,7 @@ class SearchContext:
         options = dict(config.task_options)
         if config.task == "fidelity":
             options.setdefault("reference_model", str(ctx.source))
-        ctx.task = resolve_task(config.task, ctx.source, **options)
+        ctx.task = resolve_task(config.task, ctx.source, preprocess=config.preprocess, allow_guess=False, **options)
         calib, evaluation = eval_split(str(config.data), config.data_kind, config.calib_fraction, config.seed)
         kinds = TASKS[config.task].dataset_kinds
         if kinds and evaluation.kind not in kinds and "images" not in kinds:
@@ -149,6 +149,7 @@ class SearchContext:
         """What the store compares to decide between resuming and refusing a folder."""
         cfg = self.config
         return {"model_sha256": self.source_hash, "task": cfg.task, "task_options": cfg.task_options,
+                "preprocessing": self.task.preprocessing.to_string() if self.task.preprocessing else None,
                 "data": str(Path(cfg.data).resolve()), "data_kind": self.evaluation.kind,
                 "n_samples": len(self.calib) + len(self.evaluation), "calib_fraction": cfg.calib_fraction,
                 "seed": cfg.seed, "eval_images": self.n_eval, "budget": cfg.budget.to_dict(),

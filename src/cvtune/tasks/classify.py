@@ -1,38 +1,27 @@
 """Image classification: top-1 (headline) and top-5 accuracy on a folder-per-class dataset.
 
 The model may output probabilities or logits (a softmax is applied when rows do not already sum to 1). Dataset
-classes map to model outputs by name when the model's labels are known (option `labels`), else by index.
+classes map to model outputs by name when the model's labels are known (option `labels`), else by index. Images are
+resized the preprocessing spec's way (stretch, center_crop, letterbox); the option `resize` overrides it, and
+`resize=pad` keeps the aspect and pads on the right (PP-OCR's orientation classifier).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
 from ..data.base import Dataset, Sample
 from ..errors import DatasetError, UsageError
 from ..zoo import Preprocessing
 from .base import Metrics, Task
-from .common import as_probabilities, normalize, output_error, parse_size, resize_pad
+from .common import as_probabilities, output_error, parse_size, resize_pad
 from .metrics import mean_ci
 
-RESIZE_MODES = ("stretch", "center_crop", "pad")
+RESIZE_MODES = ("stretch", "center_crop", "letterbox", "pad")
 DEFAULT_SIZE = (224, 224)
-
-
-def resize_for_classifier(image: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
-    """stretch: plain resize; center_crop: short side to size/0.875, then a centered crop (ImageNet style)."""
-    height, width = size
-    if mode == "center_crop":
-        scale = max(height, width) / 0.875 / min(image.shape[:2])
-        new_size = (max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale)))
-        resized = cv2.resize(image, new_size)
-        top = (resized.shape[0] - height) // 2
-        left = (resized.shape[1] - width) // 2
-        return resized[top:top + height, left:left + width]
-    return cv2.resize(image, (width, height))
 
 
 class ClassifyTask(Task):
@@ -43,17 +32,23 @@ class ClassifyTask(Task):
     dataset_kinds: ClassVar[tuple[str, ...]] = ("classification",)
 
     def __init__(self, preprocessing: Preprocessing | None = None, *, input_size: tuple[int, int] | str | None = None,
-                 resize: str = "stretch", labels: list[str] | None = None, **options: Any) -> None:
+                 resize: str | None = None, labels: list[str] | None = None, **options: Any) -> None:
         super().__init__(preprocessing, input_size=parse_size(input_size), **options)
-        if resize not in RESIZE_MODES:
+        if resize is not None and resize not in RESIZE_MODES:
             raise UsageError(f"unknown resize mode '{resize}'; choose one of: {', '.join(RESIZE_MODES)}")
-        self.resize, self.labels = resize, list(labels) if labels else None
+        self.resize, self.labels = resize or self.preprocessing.resize, list(labels) if labels else None
+        if self.resize == "keep_ratio":  # a classifier needs a fixed size: keep the aspect inside it
+            self.resize = "letterbox"
         self.size = self.input_size or self.preprocessing.input_size or DEFAULT_SIZE
+        if self.resize not in ("pad", self.preprocessing.resize):
+            pad = self.preprocessing.pad if self.resize == "letterbox" else 114
+            self.preprocessing = replace(self.preprocessing, resize=self.resize, input_size=self.size, pad=pad,
+                                         limit_side=None, resize_short=None)
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, None]:
         if self.resize == "pad":  # keep aspect, pad right (PP-OCR's orientation classifier)
             return resize_pad(image, *self.size, self.preprocessing)[None], None
-        return normalize(resize_for_classifier(image, self.size, self.resize), self.preprocessing), None
+        return self.preprocessing.to_tensor(image, input_size=self.size)[0], None
 
     def postprocess(self, outputs: list[np.ndarray], meta: Any = None) -> dict[str, list]:
         scores = outputs[0] if outputs else np.zeros(0)

@@ -11,29 +11,29 @@ import cv2
 import numpy as np
 
 from ..errors import ModelError, UsageError
+from ..preprocess import Preprocessing
 from ..runtimes import Runtime, Session, make_runtime
-from ..zoo import Preprocessing
 
 
 def normalize(image: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
-    """A resized BGR uint8 (H, W, 3) image -> (1, C, H, W) float32 (or (1, H, W, C) for NHWC layouts):
-    channel order, x * scale, then (x - mean) / std."""
-    pixels = image[..., ::-1] if preprocessing.rgb else image
-    x = pixels.astype(np.float32) * np.float32(preprocessing.scale)
-    x = (x - np.asarray(preprocessing.mean, np.float32)) / np.asarray(preprocessing.std, np.float32)
-    if preprocessing.layout.upper() == "NHWC":
-        return np.ascontiguousarray(x[None])
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    """A resized BGR uint8 (H, W, 3) image -> the (1, C, H, W) (or (1, H, W, C) for NHWC) tensor: the spec's
+    channel order, x * scale, (x - mean) / std and dtype (Preprocessing.normalize)."""
+    return preprocessing.normalize(image)
 
 
 def resize_pad(crop: np.ndarray, height: int, width: int, preprocessing: Preprocessing) -> np.ndarray:
     """Resize a crop to `height` keeping its aspect (at most `width` wide), normalize, zero-pad on the right:
-    (C, height, width) float32, as PaddleOCR's resize_norm_img."""
+    (C, height, width) (or (height, width, C) for NHWC) in the spec's dtype, as PaddleOCR's resize_norm_img."""
     h, w = crop.shape[:2]
     new_w = min(width, max(1, int(math.ceil(height * w / max(h, 1)))))
     resized = cv2.resize(crop, (new_w, height))
-    out = np.zeros((3, height, width), dtype=np.float32)
-    out[:, :, :new_w] = normalize(resized, preprocessing)[0]
+    tensor = normalize(resized, preprocessing)[0]
+    if preprocessing.layout == "NHWC":
+        out = np.zeros((height, width, tensor.shape[2]), dtype=tensor.dtype)
+        out[:, :new_w] = tensor
+        return out
+    out = np.zeros((tensor.shape[0], height, width), dtype=tensor.dtype)
+    out[:, :, :new_w] = tensor
     return out
 
 

@@ -1,6 +1,7 @@
 """A task resolved once for a model: its name, the preprocessing (and where it came from) and every option (zoo
-defaults, the OCR charset from the model's metadata, the user's). Resolution looks things up (zoo entry, model
-metadata); everything after it, including child processes, builds the task from the spec without looking again."""
+defaults, the OCR charset from the model's metadata, the user's). Resolution looks things up (the user's
+--preprocess, the zoo entry, Ultralytics/cvtune metadata, TFLite tensors: cvtune.preprocess, else a guess that says
+so); everything after it, including child processes, builds the task from the spec without looking again."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import zoo
-from ..zoo import Preprocessing
+from ..preprocess import ACCEPT_GUESS, Preprocessing, guess_refusal, resolve_preprocessing
 from .base import Task
 
 # Task options that follow from a zoo model (beyond its preprocessing).
@@ -26,7 +27,11 @@ class TaskSpec:
     name: str
     preprocessing: Preprocessing | None = None  # None: the task's own default (PP-OCR for textdet/ocr)
     options: dict[str, Any] = field(default_factory=dict)
-    preprocessing_source: str = ""  # "zoo", "user", "model" (read from the graph) or "" (the task's default)
+    preprocessing_source: str = ""  # the preprocessing's source (cvtune.preprocess.SOURCES); filled from it
+
+    def __post_init__(self) -> None:
+        if not self.preprocessing_source and self.preprocessing is not None and self.preprocessing.source:
+            object.__setattr__(self, "preprocessing_source", self.preprocessing.source)
 
     def build(self, *, input_size: tuple[int, int] | list[int] | None = None, **overrides: Any) -> Task:
         """A fresh Task instance (tasks hold helper sessions: one per worker)."""
@@ -54,24 +59,17 @@ class TaskSpec:
                    data.get("preprocessing_source", ""))
 
 
-def _preprocessing_for(model_path: Path, task_name: str, reference: Path | None
-                       ) -> tuple[Preprocessing | None, str]:
-    """The zoo entry's preprocessing for the model (or, for fidelity, its reference); else what the graph says
-    for tasks that depend on it; else None (textdet/ocr then use PP-OCR's, their model family)."""
-    for candidate in (model_path, reference):
-        entry = zoo.find_by_path(candidate) if candidate else None
-        if entry:
-            return entry.preprocessing, "zoo"
-    if task_name in ("textdet", "ocr"):
-        return None, ""
-    from ..model import read_preprocessing
-
-    return read_preprocessing(model_path), "model"
+# The model family a task's guess follows when nothing in the file says (textdet/ocr: PP-OCR's normalization).
+TASK_FAMILY_DEFAULTS: dict[str, str] = {"textdet": "ppocr-det", "ocr": "ppocr-rec"}
 
 
-def resolve_task(name: str, model_path: str | os.PathLike[str] | None = None, **options: Any) -> TaskSpec:
+def resolve_task(name: str, model_path: str | os.PathLike[str] | None = None, *, preprocess: Any = None,
+                 allow_guess: bool = True, **options: Any) -> TaskSpec:
     """Resolve task `name` for the model at `model_path`: zoo defaults, OCR charset from the model's metadata,
-    preprocessing. Explicit `options` (including `preprocessing`) win over every default."""
+    preprocessing (cvtune.preprocess.resolve_preprocessing: `preprocess` or the `preprocessing` option from the
+    user, else what the model file, or a fidelity task's reference, says, else a guess). Explicit `options` win
+    over every default. `allow_guess=False` (optimize) raises GuessedPreprocessing on a guess, unless
+    `preprocess="guess"` accepts it."""
     from . import get_task_class
     from .ctc import read_charset
     from .plugin import PLUGIN_OPTION, load_task_plugin
@@ -80,10 +78,11 @@ def resolve_task(name: str, model_path: str | os.PathLike[str] | None = None, **
         options[PLUGIN_OPTION] = str(Path(options[PLUGIN_OPTION]).resolve())
         load_task_plugin(options[PLUGIN_OPTION])
     get_task_class(name)  # unknown names fail here, listing the valid ones
-    preprocessing = options.pop("preprocessing", None)
-    source = "user" if preprocessing is not None else ""
+    user = options.pop("preprocessing", None)
+    preprocess = user if preprocess is None else preprocess
     if model_path is None:
-        return TaskSpec(name, preprocessing, options, source)
+        spec = None if preprocess in (None, ACCEPT_GUESS) else resolve_preprocessing(None, preprocess)
+        return TaskSpec(name, spec, options)
     model_path = Path(model_path)
     reference = Path(options["reference_model"]) if options.get("reference_model") else None
     defaults: dict[str, Any] = {}
@@ -94,6 +93,8 @@ def resolve_task(name: str, model_path: str | os.PathLike[str] | None = None, **
         charset = read_charset(model_path)
         if charset:
             defaults["charset"] = charset
-    if preprocessing is None:
-        preprocessing, source = _preprocessing_for(model_path, name, reference)
-    return TaskSpec(name, preprocessing, {**defaults, **options}, source)
+    family = zoo.ZOO[TASK_FAMILY_DEFAULTS[name]].preprocessing if name in TASK_FAMILY_DEFAULTS else None
+    spec = resolve_preprocessing(model_path, preprocess, reference=reference, default=family)
+    if spec.guessed and not allow_guess and preprocess != ACCEPT_GUESS:
+        raise guess_refusal(spec, model_path)
+    return TaskSpec(name, spec, {**defaults, **options}, spec.source)
