@@ -123,7 +123,7 @@ def _absent_opencv_target() -> str:
 def test_absent_target_is_an_error_naming_it_unless_fallback_is_allowed() -> None:
     target = _absent_opencv_target()
     wanted = make_runtime("opencv", engine="classic", target=target)
-    with pytest.raises(RuntimeUnavailable, match=rf"(?i){target}.*--fallback"):
+    with pytest.raises(RuntimeUnavailable, match=rf"(?i){target}.*allow the CPU fallback"):
         resolve_target(wanted, fallback=False)
     used, note = resolve_target(wanted, fallback=True)
     assert used.target == "cpu" and used.engine == "classic"

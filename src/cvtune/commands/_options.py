@@ -138,3 +138,19 @@ def _coerce(value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
+
+
+def resolved_target(runtime: Runtime, fallback: bool) -> Runtime:
+    """The runtime with its target resolved for this machine (runtimes.devices.resolve_target); a missing target
+    is one error line that names the --fallback option, a fallback one note line."""
+    from ..console import err_console
+    from ..errors import RuntimeUnavailable
+    from ..runtimes.devices import resolve_target
+
+    try:
+        resolved, note = resolve_target(runtime, fallback=fallback)
+    except RuntimeUnavailable as exc:
+        raise RuntimeUnavailable(f"{exc} (--fallback)") from None
+    if note:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    return resolved

@@ -16,7 +16,7 @@ from ..bench import BenchResult, BenchSettings, measure
 from ..console import console, err_console
 from ..errors import TrialFailed
 from ..model import parse_shape
-from ..runtimes.devices import resolve_target, usable_cores
+from ..runtimes.devices import usable_cores
 from ..throughput import Layout, ThroughputResult, ThroughputSettings, measure_throughput, sweep
 from ._options import (
     ENGINE,
@@ -26,6 +26,7 @@ from ._options import (
     build_runtime,
     input_shape_option,
     parse_runtime_spec,
+    resolved_target,
     runtime_option,
 )
 
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
         settings = BenchSettings(warmup=warmup, min_runs=min_runs, min_time_s=min_time)
         runtimes = [build_runtime(runtime, engine=engine, target=target, threads=threads)]
         runtimes += [parse_runtime_spec(spec) for spec in compare or []]
-        runtimes = [_resolved(rt, fallback) for rt in runtimes]
+        runtimes = [resolved_target(rt, fallback) for rt in runtimes]
         if instances is not None or sweep_layouts:
             load = ThroughputSettings(duration_s=duration)
             _throughput(model, runtimes, shape, instances=instances, threads=threads, batch=batch,
@@ -94,13 +95,6 @@ def _collect(configs: list, measure_one, describe) -> list:
 def _print_json(results: list) -> None:
     rows = [{"error": r} if isinstance(r, str) else r.to_dict() for r in results]
     print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
-
-
-def _resolved(runtime, fallback: bool):
-    resolved, note = resolve_target(runtime, fallback=fallback)
-    if note:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
-    return resolved
 
 
 def _throughput(model: Path, runtimes: list, shape, *, instances: int | None, threads: int | None, batch: int,

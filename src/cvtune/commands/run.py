@@ -12,7 +12,7 @@ import typer
 from ..console import console, err_console
 from ..deploy import is_deploy_file, load_deployed
 from ..pipeline import PredictorSpec, default_task, resolve_workers, run_pipeline, task_names
-from ..runtimes.devices import resolve_target, usable_cores
+from ..runtimes.devices import usable_cores
 from ._options import (
     ENGINE,
     JSON,
@@ -24,6 +24,7 @@ from ._options import (
     apply_task_plugin,
     build_runtime,
     parse_task_options,
+    resolved_target,
     warn_if_guessed,
 )
 
@@ -71,9 +72,7 @@ def register(app: typer.Typer) -> None:
             name = runtime or (deployed.runtime.name if deployed else "opencv")
             rt = build_runtime(name, engine=engine, target=target,
                                threads=threads or max(1, usable_cores() // n_workers))
-        rt, note = resolve_target(rt, fallback=fallback)
-        if note:
-            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        rt = resolved_target(rt, fallback)
         if deployed:
             spec = deployed.spec(runtime=rt, batch=batch, task=task, task_options=options)
         else:

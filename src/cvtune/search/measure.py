@@ -70,34 +70,52 @@ class Outcome:
                             timing=self.timing.timing, size_bytes=self.timing.size_bytes, extra=extra)
 
 
-def measure_baseline(search: Search, cand: Candidate) -> tuple[Trial, Trial]:
-    """The baseline's timing and its accuracy on the whole evaluation split, in the same chunks candidates use
-    (their per-image results are what every candidate is paired with)."""
-    timing = search.runner.timing(cand, TIME_RUNG)
-    if not timing.ok:
-        return timing, timing
-    return timing, baseline_accuracy(search, cand)
+class Baseline:
+    """The model as given: its timing, and its accuracy chunk by chunk, measured only as far as some candidate's
+    paired test needs it (the chunks candidates use); `full()` completes it for the final claim check."""
 
+    def __init__(self, search: Search, cand: Candidate) -> None:
+        self.search, self.candidate = search, cand
+        self.timing = search.runner.timing(cand, TIME_RUNG)
+        n = search.ctx.n_eval
+        self.stops = chunk_stops(n) if search.config.eval_fn is None else [n]
+        self.parts: list[Trial] = []
+        self.failed: Trial | None = None if self.timing.ok else self.timing
+        if self.failed is None:
+            self.until(self.stops[0])
+            if self.failed is None and (self.parts[0].metric is None or
+                                        statistic_of(self.parts[0].metric.to_dict()) is None):
+                self.stops = [n]  # no per-image statistics: the baseline and candidates are measured at once
 
-def baseline_accuracy(search: Search, cand: Candidate) -> Trial:
-    """Chunk by chunk when the task records per-image statistics (so candidates can stop early), else at once."""
-    from .trials import merge_metrics
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
 
-    stops = chunk_stops(search.ctx.n_eval) if search.config.eval_fn is None else [search.ctx.n_eval]
-    first = search.runner.accuracy(cand, 0, stops[0])
-    if not first.ok:
-        return first
-    if first.metric is None or statistic_of(first.metric.to_dict()) is None:
-        stops = [search.ctx.n_eval]
-    parts, seen = [], 0
-    for stop in stops:
-        part = search.runner.accuracy(cand, seen, stop)
-        if not part.ok:
-            return part
-        parts.append(part)
-        seen = stop
-    merged = merge_metrics([p.metric for p in parts if p.metric is not None])
-    return parts[-1].with_(rung="accuracy", metric=merged, rung_images=merged.n_images)
+    def until(self, stop: int) -> Trial | None:
+        """The baseline's accuracy on the first `stop` images (measuring the chunks still missing)."""
+        from .trials import merge_metrics
+
+        start = self.stops[len(self.parts) - 1] if self.parts else 0
+        for chunk_stop in self.stops[len(self.parts):]:
+            if start >= stop or self.failed is not None:
+                break
+            part = self.search.runner.accuracy(self.candidate, start, chunk_stop)
+            if not part.ok:
+                self.failed = part
+                return None
+            self.parts.append(part)
+            start = chunk_stop
+        if not self.parts:
+            return None
+        merged = merge_metrics([p.metric for p in self.parts if p.metric is not None])
+        return self.parts[-1].with_(rung="accuracy", metric=merged, rung_images=merged.n_images)
+
+    def accuracy(self) -> Trial | None:
+        """What has been measured so far."""
+        return self.until(0)
+
+    def full(self) -> Trial | None:
+        return self.until(self.stops[-1])
 
 
 def objective_gain(search: Search, reference: Trial, trial: Trial) -> float | None:
@@ -105,31 +123,32 @@ def objective_gain(search: Search, reference: Trial, trial: Trial) -> float | No
     return objective.gain(objective.value(reference), objective.value(trial))
 
 
-def adaptive_accuracy(search: Search, cand: Candidate, baseline: Trial) -> tuple[Trial, DropEstimate, str]:
+def adaptive_accuracy(search: Search, cand: Candidate, baseline: Baseline) -> tuple[Trial, DropEstimate, str]:
     """Evaluate `cand` chunk by chunk until the paired drop is clearly inside or outside the budget."""
     from .trials import merge_metrics
 
     budget = search.config.budget
-    base_metric = baseline.metric
-    assert base_metric is not None
-    statistic = statistic_of(base_metric.to_dict())
-    stops = chunk_stops(search.ctx.n_eval) if statistic is not None else [search.ctx.n_eval]
     parts: list[Trial] = []
     seen = 0
-    estimate, verdict = None, "undecided"
-    for i, stop in enumerate(stops):
+    estimate, verdict, merged = None, "undecided", None
+    for i, stop in enumerate(baseline.stops):
+        base = baseline.until(stop)
+        if base is None or base.metric is None:
+            failed = baseline.failed or parts[-1]
+            return failed.with_(candidate=cand, error=f"the baseline's accuracy failed: {failed.error}"), \
+                DropEstimate(np.inf, np.inf, np.inf, seen, False), "failed"
         part = search.runner.accuracy(cand, seen, stop)
         if not part.ok:
             return part, DropEstimate(np.inf, np.inf, np.inf, seen, False), "failed"
         parts.append(part)
         seen = stop
         merged = merge_metrics([p.metric for p in parts if p.metric is not None])
-        final = i == len(stops) - 1
-        if statistic is not None and merged.per_image and len(merged.per_image) <= len(base_metric.per_image):
-            base_rows = np.asarray(base_metric.per_image[:len(merged.per_image)])
-            estimate = paired_drop(base_rows, np.asarray(merged.per_image), statistic, budget)
+        final = i == len(baseline.stops) - 1
+        statistic = statistic_of(base.metric.to_dict())
+        if statistic is not None and merged.per_image and len(merged.per_image) == len(base.metric.per_image):
+            estimate = paired_drop(np.asarray(base.metric.per_image), np.asarray(merged.per_image), statistic, budget)
         else:
-            estimate = unpaired_drop(base_metric.value, merged.to_dict() | {"ci95": [merged.ci_low, merged.ci_high]},
+            estimate = unpaired_drop(base.metric.value, merged.to_dict() | {"ci95": [merged.ci_low, merged.ci_high]},
                                      budget)
         verdict = estimate.verdict(budget, final=final)
         if verdict != "undecided":
@@ -191,19 +210,18 @@ def interleaved(search: Search, cands: list[Candidate], rung: Rung, rounds: int 
     return out
 
 
-def measure_candidate(search: Search, cand: Candidate, incumbent: Incumbent, baseline: tuple[Trial, Trial],
+def measure_candidate(search: Search, cand: Candidate, incumbent: Incumbent, baseline: Baseline,
                       why: str = "") -> Outcome:
     """Time, then (only if it could beat the incumbent) accuracy, then (only if within budget) confirm."""
-    base_timing, base_accuracy = baseline
     timing = search.runner.timing(cand, TIME_RUNG)
     if not timing.ok:
         return Outcome(cand, timing, verdict="failed", why=why)
-    gain = objective_gain(search, base_timing, timing)
+    gain = objective_gain(search, baseline.timing, timing)
     if gain is None or gain <= incumbent.gain:
         return Outcome(cand, timing, verdict="not faster", gain=gain, why=why,
                        extra={"note": f"{gain or 0:.2f}x vs the best so far {incumbent.gain:.2f}x: accuracy not "
                                       f"measured"})
-    accuracy, drop, verdict = adaptive_accuracy(search, cand, base_accuracy)
+    accuracy, drop, verdict = adaptive_accuracy(search, cand, baseline)
     if verdict != "within":
         return Outcome(cand, timing, accuracy, drop, verdict, gain, why=why)
     ratio = confirm(search, cand, incumbent)

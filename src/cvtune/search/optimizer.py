@@ -26,9 +26,8 @@ from .config import EXIT_IMPROVED, EXIT_NO_IMPROVEMENT, OptimizeConfig, Optimize
 from .context import SearchContext
 from .export import export_answer
 from .final import final_timing
-from .measure import Incumbent, Outcome, as_incumbent, measure_baseline, measure_candidate
+from .measure import Baseline, Incumbent, Outcome, as_incumbent, measure_candidate
 from .pareto import pareto_front
-from .records import Trial
 from .space import Candidate, baseline_candidate, build_space
 from .store import Store, check_out_dir
 from .strategy import make_strategy
@@ -77,11 +76,10 @@ def _search(search: Search, resumed: bool) -> OptimizeResult:
     strategy = make_strategy(search, space)
     search.emit("space", size=len(space), strategy=strategy.name)
     with clock.unbounded():  # the model as given is the answer of last resort: it is always measured
-        base_cand, baseline = _baseline(search)
-    timing, accuracy = baseline
-    _record_result(search, Outcome(base_cand, timing, accuracy, verdict="baseline", gain=1.0, why="the model as given"))
-    clock.reserve(_final_reserve(search, timing, accuracy))
-    incumbent = Incumbent(base_cand, timing, accuracy, 1.0)
+        baseline = _baseline(search)
+    base_cand, timing = baseline.candidate, baseline.timing
+    clock.reserve(_final_reserve(search, baseline))
+    incumbent = Incumbent(base_cand, timing, baseline.accuracy(), 1.0)
     exported = _export(search, incumbent, baseline)
     timeline = [{"t": round(clock.elapsed(), 2), "key": base_cand.key(), "label": base_cand.label(), "gain": 1.0}]
     search.emit("best", incumbent=incumbent)
@@ -101,7 +99,7 @@ def _search(search: Search, resumed: bool) -> OptimizeResult:
             if outcome.promoted:
                 incumbent = as_incumbent(outcome)
                 exported = _export(search, incumbent, baseline) or exported
-                clock.reserve(_final_reserve(search, timing, incumbent.accuracy))
+                clock.reserve(_final_reserve(search, baseline))
                 timeline.append({"t": round(clock.elapsed(), 2), "key": cand.key(), "label": cand.label(),
                                  "gain": incumbent.gain})
                 search.emit("best", incumbent=incumbent)
@@ -111,69 +109,75 @@ def _search(search: Search, resumed: bool) -> OptimizeResult:
         stopped = f"time budget: measured {measured} of {len(space) - 1} candidates"
     store.set_meta("timeline", timeline)
     store.set_meta("explain", strategy.explain(40))
-    return _finish(search, space, strategy.name, resumed, stopped, base_cand, baseline, incumbent, exported)
+    return _finish(search, space, strategy.name, resumed, stopped, baseline, incumbent, exported)
 
 
-def _baseline(search: Search) -> tuple[Candidate, tuple[Trial, Trial]]:
+def _baseline(search: Search) -> Baseline:
     """The model as given with OpenCV's defaults; if OpenCV cannot run it, ONNX Runtime's defaults."""
     first = None
     for cand in (baseline_candidate(), Candidate((), make_runtime("ort"))):
-        timing, accuracy = measure_baseline(search, cand)
-        first = first or timing
-        if timing.ok and accuracy.ok:
+        baseline = Baseline(search, cand)
+        first = first or baseline.failed
+        if baseline.ok:
             if cand != baseline_candidate():
-                search.notes.append(f"OpenCV could not run the model as given ({first.error or accuracy.error}); "
-                                    f"the baseline is ONNX Runtime with its defaults")
-            search.emit("baseline", timing=timing, accuracy=accuracy)
-            return cand, (timing, accuracy)
-    error = accuracy.error if timing.ok else timing.error
+                search.notes.append(f"OpenCV could not run the model as given ({first.error}); the baseline is "
+                                    f"ONNX Runtime with its defaults")
+            search.emit("baseline", timing=baseline.timing, accuracy=baseline.accuracy())
+            return baseline
     raise ModelError(f"the model as given does not run with task '{search.config.task}' on {search.config.data}: "
-                     f"{error}")
+                     f"{baseline.failed.error}")
 
 
-def _final_reserve(search: Search, timing: Trial, accuracy: Trial | None) -> float:
-    """Time kept after the search: the final back-to-back timing, the claim's re-measurement, the report."""
-    timing_s = max(1.0, timing.seconds)
-    per_image = (accuracy.seconds / max(1, accuracy.metric.n_images)) if accuracy and accuracy.metric else 0.5
-    return 2 * FINAL_ROUNDS * timing_s + per_image * search.ctx.n_eval + 3.0 + REPORT_RESERVE_S
+def _final_reserve(search: Search, baseline: Baseline) -> float:
+    """Time kept after the search: the final back-to-back timing, completing the baseline's accuracy, the
+    claim's re-measurement, the report (per-image costs from what the baseline's first chunk took)."""
+    timing_s = max(1.0, baseline.timing.seconds)
+    measured = baseline.accuracy()
+    per_image = measured.extra.get("accuracy_s", measured.seconds) / max(1, measured.metric.n_images) \
+        if measured is not None and measured.metric else 0.5
+    n = search.ctx.n_eval
+    unseen = n - (measured.metric.n_images if measured is not None and measured.metric else 0)
+    return 2 * FINAL_ROUNDS * timing_s + per_image * (n + unseen) + 3.0 + REPORT_RESERVE_S
 
 
 def _record_result(search: Search, outcome: Outcome) -> None:
-    if search.store.trial(outcome.candidate.key(), "result") is None:
-        search.store.record_trial(outcome.summary())
+    """The candidate's one-row summary (derived from its stage trials: rewritten, never measured again)."""
+    search.store.record_trial(outcome.summary(), replace=True)
 
 
-def _export(search: Search, incumbent: Incumbent, baseline: tuple[Trial, Trial], *,
-            expected: dict | None = None) -> Path | None:
-    improved = incumbent.candidate.key() != baseline[0].key
+def _export(search: Search, incumbent: Incumbent, baseline: Baseline, *, expected: dict | None = None
+            ) -> Path | None:
+    improved = incumbent.candidate.key() != baseline.candidate.key()
+    base_accuracy = baseline.accuracy()
     what = {"answer": "a confirmed improvement" if improved else "the model as given",
             "gain_vs_baseline": incumbent.gain,
             "drop": incumbent.drop.to_dict() if incumbent.drop is not None else None,
-            "baseline_metric": baseline[1].metric.value if baseline[1].metric else None}
+            "baseline_metric": base_accuracy.metric.value if base_accuracy and base_accuracy.metric else None}
     return export_answer(search, incumbent.candidate, timing=incumbent.timing,
-                         accuracy=incumbent.accuracy or baseline[1], expected={**what, **(expected or {})})
+                         accuracy=incumbent.accuracy or base_accuracy, expected={**what, **(expected or {})})
 
 
 def _finish(search: Search, space: list[Candidate], strategy: str, resumed: bool, stopped: str,
-            base_cand: Candidate, baseline: tuple[Trial, Trial], incumbent: Incumbent,
-            exported: Path | None) -> OptimizeResult:
+            baseline: Baseline, incumbent: Incumbent, exported: Path | None) -> OptimizeResult:
     store, config = search.store, search.config
-    base_timing, base_accuracy = baseline
+    base_cand = baseline.candidate
     improved = incumbent.candidate.key() != base_cand.key()
     baseline_final = best_final = None
     claim: Claim | None = None
     if improved:
         with search.clock.unbounded():  # what the answer claims is always checked, even past the budget
             baseline_final, best_final = final_timing(search, base_cand, incumbent.candidate)
+            full = baseline.full()
         gain = None if best_final is None else search.objective.gain(search.objective.value(baseline_final),
                                                                      search.objective.value(best_final))
         if gain is None or gain <= 1.0:
             search.notes.append(f"back to back, {incumbent.candidate.label()} was not better than the model as "
                                 f"given ({gain or 0:.2f}x): the answer is the model as given")
             improved = False
-        elif exported is not None and incumbent.accuracy is not None and incumbent.accuracy.metric is not None:
+        elif exported is not None and incumbent.accuracy is not None and incumbent.accuracy.metric is not None \
+                and full is not None and full.metric is not None:
             with search.clock.unbounded():
-                claim = check_claim(search, exported, incumbent.accuracy.metric, base_accuracy.metric)  # type: ignore
+                claim = check_claim(search, exported, incumbent.accuracy.metric, full.metric)
             if not claim.holds:
                 why = claim.error or (f"re-measured {claim.remeasured:.4f} vs claimed {claim.claimed:.4f}"
                                       f" (CI {claim.claimed_ci[0]}..{claim.claimed_ci[1]}), drop "
@@ -182,7 +186,7 @@ def _finish(search: Search, space: list[Candidate], strategy: str, resumed: bool
                                     f"model as given")
                 improved = False
         if not improved:
-            exported = _export(search, Incumbent(base_cand, base_timing, base_accuracy, 1.0), baseline,
+            exported = _export(search, Incumbent(base_cand, baseline.timing, baseline.accuracy(), 1.0), baseline,
                                expected={"rejected": incumbent.candidate.label()})
     if not improved:
         baseline_final = best_final = None
@@ -192,6 +196,8 @@ def _finish(search: Search, space: list[Candidate], strategy: str, resumed: bool
                                                          search.objective.value(best_final)),
             "baseline_p50_ms": baseline_final.p50_ms if baseline_final else None,
             "claim": claim.to_dict() if claim else None})
+    _record_result(search, Outcome(base_cand, baseline.timing, baseline.accuracy(), verdict="baseline", gain=1.0,
+                                   why="the model as given"))
     results = store.trials("result")
     summary = {t.key: t for t in results}
     # the front: every candidate with a paired drop (and the baseline, drop 0), fast and accurate against each other

@@ -132,11 +132,13 @@ class Store:
         return True
 
     # ---- trials ------------------------------------------------------------------------------------
-    def record_trial(self, trial: Trial) -> None:
-        """Commit one trial; a (candidate, rung) pair is recorded once (UNIQUE), so a resume never doubles it."""
+    def record_trial(self, trial: Trial, *, replace: bool = False) -> None:
+        """Commit one trial; a (candidate, rung) pair is recorded once (UNIQUE), so a resume never doubles it.
+        `replace`: for rows derived from other trials (a candidate's summary), which may be rewritten."""
         record = json.dumps(trial.to_dict(), default=str)
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
         with _transaction(self.conn):
-            self.conn.execute("INSERT INTO trials (key, rung, status, metric_key, has_metric, record) "
+            self.conn.execute(f"{verb} INTO trials (key, rung, status, metric_key, has_metric, record) "
                               "VALUES (?, ?, ?, ?, ?, ?)",
                               (trial.key, trial.rung, trial.status, trial.metric_key,
                                int(trial.ok and trial.metric is not None), record))
