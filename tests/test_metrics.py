@@ -13,8 +13,8 @@ from cvtune.errors import DatasetError, ModelError, UsageError
 from cvtune.tasks import TASKS, ClassifyTask, DetectTask, OcrTask, TextDetTask, get_task_class
 from cvtune.tasks.common import as_probabilities
 from cvtune.tasks.ctc import charset_from_characters, ctc_greedy_decode
-from cvtune.tasks.detect import decode_boxes, decode_yolo
-from cvtune.tasks.fidelity import compare_outputs, cosine
+from cvtune.tasks.decoders import make_decoder
+from cvtune.tasks.fidelity import cosine, raw_similarity
 from cvtune.tasks.metrics import (
     bootstrap_ci,
     char_distance,
@@ -234,30 +234,13 @@ def test_coco_map_directly():
     assert coco_map(gt, [detection]) == pytest.approx((1.0, 1.0))
 
 
-def test_yolo_decoder_keeps_best_class_and_suppresses_duplicates():
-    # [1, 4 + 2 classes, 8 anchors]: two overlapping class-0 boxes, one class-1 box elsewhere, 5 empty anchors
-    head = np.zeros((1, 6, 8), np.float32)
-    head[0, :4, 0] = [50, 50, 20, 20]
-    head[0, :4, 1] = [51, 50, 20, 20]
-    head[0, :4, 2] = [150, 150, 40, 10]
-    head[0, 4, :2] = [0.9, 0.6]
-    head[0, 5, 2] = 0.8
-    found = decode_yolo([head], conf_thresh=0.25, iou_thresh=0.5, max_det=100)
-    assert found.classes.tolist() == [0, 1]
-    assert found.boxes[0].tolist() == [40, 40, 60, 60]
-    transposed = decode_yolo([head.transpose(0, 2, 1)], conf_thresh=0.25, iou_thresh=0.5, max_det=100)
-    assert transposed.classes.tolist() == [0, 1]
-    with pytest.raises(ModelError, match="decoder"):
-        decode_yolo([np.zeros((1, 2), np.float32)], conf_thresh=0.2, iou_thresh=0.5, max_det=10)
-
-
 def test_boxes_decoder_and_postprocess_map_back_through_the_letterbox():
     task = DetectTask(decoder="boxes", input_size=(64, 64), conf_thresh=0.5)
     image = np.zeros((32, 64, 3), np.uint8)  # letterboxed into 64x64: scale 1, 16 px pad on top
     tensor, meta = task.preprocess(image)
     assert tensor.shape == (1, 3, 64, 64)
     rows = np.array([[[10, 26, 30, 36, 0.9, 2], [0, 0, 5, 5, 0.1, 0]]], np.float32)
-    assert len(decode_boxes([rows], conf_thresh=0.5, iou_thresh=0.5, max_det=10).boxes) == 1
+    assert len(make_decoder("boxes_scores").decode([rows], (64, 64), conf_thresh=0.5)) == 1
     [det] = task.postprocess([rows], meta)
     assert det == {"bbox": [10.0, 10.0, 20.0, 10.0], "score": pytest.approx(0.9), "class": 2}
 
@@ -267,20 +250,36 @@ def test_cosine_is_exact_for_identical_outputs():
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
     assert cosine(x, x) == 1.0
     assert cosine(x, -x) == pytest.approx(-1.0)
-    stats = compare_outputs([x.reshape(10, 100)], [x.reshape(10, 100) + 0.01])
-    assert stats["cosine"] < 1.0 and stats["max_abs"] == pytest.approx(0.01, rel=1e-3) and stats["top1"] == 1.0
+
+
+def test_raw_similarity_is_exact_for_itself_and_stable_on_near_empty_outputs():
+    x = np.random.default_rng(0).standard_normal((10, 100)).astype(np.float32)
+    assert raw_similarity([x], [x])["similarity"] == 1.0
+    shifted = raw_similarity([x + 0.01], [x])
+    assert 0.98 < shifted["similarity"] < 1.0 and shifted["max_abs"] == pytest.approx(0.01, rel=1e-3)
+    # a probability map that is almost all zeros, off by 5e-5 in places: cosine calls it unrelated, raw does not
+    empty = np.zeros((1, 1, 32, 32), np.float32)
+    empty[0, 0, 3, 3] = 1e-4
+    noisy = empty.copy()
+    noisy[0, 0, 5, 5] = 5e-5
+    assert cosine(noisy, empty) < 0.95
+    assert raw_similarity([noisy], [empty])["similarity"] > 0.999
+    # a small score output counts as much as a large box output
+    boxes, scores = np.full((1, 100, 4), 300.0, np.float32), np.full((1, 100, 1), 0.9, np.float32)
+    broken = raw_similarity([boxes, np.zeros_like(scores)], [boxes, scores])
+    assert broken["cosine"] > 0.99 and broken["similarity"] == pytest.approx(0.5)
     with pytest.raises(ModelError, match="shape"):
-        compare_outputs([x], [x[:10]])
+        raw_similarity([x], [x[:5]])
 
 
 def test_registry_names_every_task_and_rejects_unknown_ones():
-    assert set(TASKS) == {"textdet", "ocr", "classify", "detect", "fidelity"}
+    assert set(TASKS) == {"textdet", "ocr", "classify", "detect", "fidelity", "segment"}
     assert all(TASKS[name].name == name for name in TASKS)
     with pytest.raises(UsageError, match="choose one of: textdet"):
-        get_task_class("segment")
+        get_task_class("pose")
     with pytest.raises(UsageError, match="reference"):
         TASKS["fidelity"]()
     with pytest.raises(UsageError, match="decoder"):
-        DetectTask(decoder="ssd")
+        DetectTask(decoder="retinanet")
     with pytest.raises(UsageError, match="multiple of 32"):
         TextDetTask(input_size="100x100")
