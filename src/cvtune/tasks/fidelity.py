@@ -4,7 +4,8 @@ reference's decoded result plays the label:
 
     kind      headline          how
     detect    det_f1            reference detections (score >= conf_thresh) are pseudo-labels; candidate F1 at
-                                IoU 0.5 (class-aware); details: map50 (pycocotools, candidate scored at >= 0.001)
+                                IoU 0.5 (class-aware, with a score margin: DetectComparer.compare); details:
+                                map50 (pycocotools, candidate detections down to score 0.001 ranked)
     classify  top1_agreement    candidate top-1 == reference top-1; details: top5_agreement
     textdet   text_hmean        ICDAR-2015 hmean of the candidate's boxes against the reference's
     ocr       line_agreement    recognized text identical (each image is one line); details: cer vs the reference
@@ -134,30 +135,41 @@ class DetectComparer(Comparer):
         return self.view.preprocess(image)
 
     def decode(self, outputs: list[np.ndarray], meta: Any, *, reference: bool) -> np.ndarray:
-        """(n, 6) rows x1 y1 x2 y2 score class on the original image: the reference's above conf_thresh (the
-        pseudo-labels), the candidate's above MAP_SCORE_FLOOR (mAP needs its low-score detections too)."""
-        found = self.decoding(outputs, meta.input_size, conf_thresh=self.conf_thresh if reference else None)
+        """(n, 6) rows x1 y1 x2 y2 score class on the original image, down to half conf_thresh for the reference
+        (the margin of the matching) and down to MAP_SCORE_FLOOR for the candidate (mAP ranks those too)."""
+        found = self.decoding(outputs, meta.input_size, conf_thresh=self.low if reference else None)
         boxes = meta.to_image(found.boxes)
         return np.concatenate([boxes, found.scores[:, None], found.classes[:, None]], axis=1).astype(np.float64)
 
+    @property
+    def low(self) -> float:
+        return self.conf_thresh / 2
+
     def compare(self, candidate: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
-        kept = candidate[candidate[:, 4] >= self.conf_thresh]
-        tp = match_detections(reference[:, :4], reference[:, 5], kept[:, :4], kept[:, 4], kept[:, 5],
-                              iou_thresh=self.match_iou)
-        return {"row": [tp, len(kept), len(reference)], "candidate": candidate, "reference": reference}
+        """Recall: reference detections >= conf_thresh (the pseudo-labels) found by a candidate detection of the
+        same class at IoU >= match_iou scoring >= conf_thresh / 2; precision: candidate detections >= conf_thresh
+        matching a reference detection >= conf_thresh / 2. The margin keeps a box scored 0.26 by one model and 0.24
+        by the other from counting as both a miss and a false alarm; a model against itself still scores 1.0."""
+        labels, ref_low = reference[reference[:, 4] >= self.conf_thresh], reference
+        kept, cand_low = candidate[candidate[:, 4] >= self.conf_thresh], candidate[candidate[:, 4] >= self.low]
+        found = match_detections(labels[:, :4], labels[:, 5], cand_low[:, :4], cand_low[:, 4], cand_low[:, 5],
+                                 iou_thresh=self.match_iou)
+        right = match_detections(ref_low[:, :4], ref_low[:, 5], kept[:, :4], kept[:, 4], kept[:, 5],
+                                 iou_thresh=self.match_iou)
+        return {"row": [right, len(kept), found, len(labels)], "candidate": candidate, "reference": labels}
 
     def score(self, predictions: list[dict[str, Any]]) -> tuple[float, dict[str, float], str]:
-        from .metrics import prf
+        from .metrics import f1_split
 
         rows = _rows(predictions)
-        tp, n_pred, n_gt = np.sum(rows, axis=0) if rows else (0.0, 0.0, 0.0)
-        precision, recall, f1 = prf(tp, n_pred, n_gt)
+        right, n_pred, found, n_gt = np.sum(rows, axis=0) if rows else (0.0, 0.0, 0.0, 0.0)
+        precision, recall, f1 = f1_split(right, n_pred, found, n_gt)
         details = {"precision": float(precision), "recall": float(recall), "reference_detections": float(n_gt),
                    "candidate_detections": float(n_pred)}
         map50 = self.map50(predictions)
         if map50 is not None:
             details["map50"] = map50
-        return float(f1), details, "hmean"
+        return float(f1), details, "f1_split"
 
     def map50(self, predictions: list[dict[str, Any]]) -> float | None:
         """Candidate mAP@0.5 against the pseudo-labels (pycocotools); None when the reference found nothing."""
@@ -175,7 +187,7 @@ class DetectComparer(Comparer):
             return None
         classes = sorted({a["category_id"] for a in annotations} | {r["category_id"] for r in results})
         gt = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in classes]}
-        return coco_map(gt, results)[1]
+        return round(coco_map(gt, results)[1], 12)  # pycocotools sums 101 precisions: 1.0 comes out as 1 - 1e-16
 
 
 class ClassifyComparer(Comparer):

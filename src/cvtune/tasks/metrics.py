@@ -33,6 +33,7 @@ __all__ = [
     "statistic_value",
     "statistic_ci",
     "miou_from_sums",
+    "f1_split",
     "match_detections",
 ]
 
@@ -100,6 +101,17 @@ def prf(tp: np.ndarray | float, n_pred: np.ndarray | float,
     return precision, recall, hmean
 
 
+def f1_split(tp_pred: np.ndarray | float, n_pred: np.ndarray | float, tp_gt: np.ndarray | float,
+             n_gt: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 when predictions and GT were matched separately (tp_pred of n_pred predictions found
+    a GT, tp_gt of n_gt GT were found): same conventions as prf."""
+    tp_pred, n_pred, tp_gt, n_gt = (np.asarray(v, dtype=np.float64) for v in (tp_pred, n_pred, tp_gt, n_gt))
+    nothing = (n_pred == 0) & (n_gt == 0)
+    precision = np.where(nothing, 1.0, _safe_div(tp_pred, n_pred))
+    recall = np.where(nothing, 1.0, _safe_div(tp_gt, n_gt))
+    return precision, recall, _safe_div(2 * precision * recall, precision + recall)
+
+
 def hmean_ci(tp: Sequence[float], n_pred: Sequence[float], n_gt: Sequence[float],
              **kwargs) -> tuple[float | None, float | None]:
     """CI of the detection hmean, resampling per-image (tp, n_pred, n_gt) counts."""
@@ -125,6 +137,7 @@ STATISTICS: dict[str, Statistic] = {
     "mean": lambda s, n: s[:, 0] / max(n, 1),  # rows (x,): mean of a per-image value
     "ratio": lambda s, n: _safe_div(s[:, 0], s[:, 1]),  # rows (numerator, denominator)
     "hmean": lambda s, n: prf(s[:, 0], s[:, 1], s[:, 2])[2],  # rows (tp, n_pred, n_gt): F1 / ICDAR hmean
+    "f1_split": lambda s, n: f1_split(s[:, 0], s[:, 1], s[:, 2], s[:, 3])[2],  # rows (tp_pred, n_pred, tp_gt, n_gt)
     "miou": miou_from_sums,  # rows (intersection per class..., union per class...)
 }
 
