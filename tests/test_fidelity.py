@@ -240,3 +240,19 @@ def test_int8_calibrated_on_the_wrong_preprocessing_is_caught(tmp_path, real_mod
     assert wrong.name == "det_f1" and wrong.details["reference_detections"] >= 6
     assert right.value >= 0.9 and right.details["map50"] >= 0.9
     assert wrong.value <= 0.8 and wrong.details["map50"] <= 0.8  # a 20%+ drop, not a 0.2% one
+
+
+def test_cli_fidelity_takes_the_decoder_as_a_task_option(real_models, real_photos, capsys):
+    import json
+
+    from cvtune.cli import run_cli
+
+    model = str(real_models["nudenet-320n"])
+    args = ["eval", model, "--task", "fidelity", "--reference", model, "--data", str(real_photos[0].parent),
+            "--runtime", "ort", "--limit", "2", "--json"]
+    assert run_cli([*args, "--task-option", "decoder=yolov8", "--input-size", "320x320"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["metric"], result["value"], result["statistic"]) == ("det_f1", 1.0, "f1_split")
+    assert run_cli([*args, "--task-option", "decoder=retinanet"]) == 2
+    err = capsys.readouterr().err
+    assert "Error:" in err and "unknown detection decoder 'retinanet'" in err and "yolov5" in err

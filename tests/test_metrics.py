@@ -16,6 +16,7 @@ from cvtune.tasks.ctc import charset_from_characters, ctc_greedy_decode
 from cvtune.tasks.decoders import make_decoder
 from cvtune.tasks.fidelity import cosine, raw_similarity
 from cvtune.tasks.metrics import (
+    STATISTICS,
     bootstrap_ci,
     char_distance,
     coco_map,
@@ -25,6 +26,14 @@ from cvtune.tasks.metrics import (
     normalize_text,
     prf,
 )
+
+
+def assert_rows_reproduce(metrics):
+    """The per-image contract (tasks/base.py): the summed rows give the metric back through the named statistic."""
+    assert metrics.statistic in STATISTICS and len(metrics.per_image) == metrics.n_images
+    expected = metrics.details[metrics.statistic_of] if metrics.statistic_of else metrics.value
+    assert metrics.statistic_value() == pytest.approx(expected, abs=1e-12)
+    assert len({len(row) for row in metrics.per_image}) <= 1
 
 
 def rect(x0, y0, x1, y1):
@@ -86,6 +95,8 @@ def test_textdet_score_on_hand_made_predictions():
     assert metrics.value == pytest.approx(2 / 3)
     assert metrics.details["precision"] == pytest.approx(2 / 3)
     assert metrics.ci_low <= metrics.value <= metrics.ci_high
+    assert metrics.per_image == [[1, 1, 2], [1, 2, 1]] and metrics.statistic == "hmean"
+    assert_rows_reproduce(metrics)
 
 
 def test_textdet_score_rejects_unlabelled_samples():
@@ -158,6 +169,7 @@ def test_ocr_line_score_accuracy_and_cer():
     assert metrics.name == "line_acc"
     assert metrics.value == pytest.approx(1 / 3)  # spaces ignored by default, case is not
     assert metrics.details["cer"] == pytest.approx(2 / (10 + 3 + 7))
+    assert_rows_reproduce(metrics)
     exact = OcrTask(charset=["<blank>", "a"], ignore_space=False, case_sensitive=False)
     assert exact.score(predictions, samples, dataset).value == pytest.approx(1 / 3)
 
@@ -174,6 +186,8 @@ def test_ocr_end_to_end_score_matches_lines_by_box():
     assert metrics.value == pytest.approx(1 / 2)
     assert metrics.details["det_hmean"] == 1.0  # the ### prediction is ignored
     assert metrics.details["cer"] == pytest.approx(1 / 12)
+    assert metrics.per_image == [[1.0, 2.0]] and metrics.statistic == "ratio"
+    assert_rows_reproduce(metrics)
 
 
 # ---- classification -----------------------------------------------------------------------------------------
@@ -187,6 +201,7 @@ def test_classify_score_top1_top5_and_label_mapping():
     metrics = task.score(preds, samples, dataset)
     assert metrics.value == pytest.approx(1 / 3)
     assert metrics.details["top5"] == pytest.approx(2 / 3)
+    assert_rows_reproduce(metrics)
     with pytest.raises(DatasetError, match="not among the model's labels"):
         ClassifyTask(labels=["x", "y"]).score(preds, samples, dataset)
 
@@ -221,9 +236,27 @@ def test_detect_score_perfect_is_one_and_a_miss_is_less():
     assert metrics.name == "map"
     assert metrics.value == pytest.approx(1.0)
     assert metrics.details["map50"] == pytest.approx(1.0)
+    assert (metrics.statistic_of, metrics.details["f1_50"]) == ("f1_50", 1.0)  # mAP does not decompose: F1 does
+    assert_rows_reproduce(metrics)
     missing = [perfect[0], perfect[1][:1]]
-    assert DetectTask().score(missing, dataset.samples, dataset).value < 0.9
+    fewer = DetectTask().score(missing, dataset.samples, dataset)
+    assert fewer.value < 0.9 and fewer.details["f1_50"] == pytest.approx(0.8)  # P 2/2, R 2/3
+    assert fewer.per_image == [[1, 1, 1], [1, 1, 2]]
     assert DetectTask().score([[], []], dataset.samples, dataset).value == 0.0
+
+
+def test_per_image_rows_give_a_paired_bootstrap_of_a_drop():
+    """How a caller tests a drop: the same multinomial weights resample both models' rows (same images)."""
+    rng = np.random.default_rng(0)
+    baseline = np.array([[1, 1, 1]] * 20, float)  # (tp, n_pred, n_gt) per image: every box found
+    candidate = baseline.copy()
+    candidate[:4, 0] = 0  # four images lose their box
+    weights = rng.multinomial(20, np.full(20, 1 / 20), size=500)
+    hmean = STATISTICS["hmean"]
+    drops = hmean(weights @ baseline, 20) - hmean(weights @ candidate, 20)
+    assert hmean(baseline.sum(0, keepdims=True), 20)[0] - hmean(candidate.sum(0, keepdims=True), 20)[0] \
+        == pytest.approx(0.2)
+    assert 0 < np.quantile(drops, 0.025) < 0.2 < np.quantile(drops, 0.975) < 0.45  # a drop, surely above 0
 
 
 def test_coco_map_directly():

@@ -252,7 +252,7 @@ class OcrComparer(Comparer):
                  where: str):
         from .ocr import OcrTask
 
-        keys = ("charset", "case_sensitive", "ignore_space")
+        keys = ("input_size", "charset", "case_sensitive", "ignore_space")
         self.view = OcrTask(preprocessing, use_cls=False, mode="lines",
                             **{k: options.pop(k) for k in keys if k in options})
 
@@ -357,12 +357,12 @@ def fidelity_kind(reference: Path, options: dict[str, Any]) -> tuple[str, dict[s
     from .. import zoo
     from .decoders import model_facts
 
+    entry = zoo.find_by_path(reference)
+    if entry is not None and entry.task in COMPARERS and not options.get("decoder"):
+        return entry.task, {}  # the zoo knows its models: no need to parse the file (and import onnx) here
     facts = model_facts(reference)
     if options.get("decoder"):
         return "detect", facts
-    entry = zoo.find_by_path(reference)
-    if entry is not None and entry.task in COMPARERS:
-        return entry.task, facts
     return FROM_ULTRALYTICS.get(facts.get("ultralytics_task", ""), "raw"), facts
 
 
