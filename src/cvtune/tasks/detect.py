@@ -68,11 +68,6 @@ def fit_image(image: np.ndarray, size: tuple[int, int], *, keep_aspect: bool) ->
     return resized, Geometry((size[1] / w, size[0] / h), (0.0, 0.0), (h, w), tuple(size))
 
 
-def tensor_size(tensor: np.ndarray, layout: str) -> tuple[int, int]:
-    """(H, W) of a (1, C, H, W) or (1, H, W, C) input tensor."""
-    return tuple(tensor.shape[1:3]) if layout.upper() == "NHWC" else tuple(tensor.shape[2:4])  # type: ignore
-
-
 class DetectionDecoding:
     """A decoder chosen once (by name, or from the first outputs' shapes and what the model file says), then the
     same for every image, plus the thresholds. Shared by the detect and fidelity tasks."""

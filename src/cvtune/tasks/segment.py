@@ -33,7 +33,7 @@ def score_map(outputs: list[np.ndarray]) -> np.ndarray:
     if out.ndim == 3 and out.shape[0] == 1:
         return out[0][..., None].astype(np.float32)
     if out.ndim == 4 and out.shape[0] == 1:
-        if out.shape[1] < min(out.shape[2:]) :
+        if out.shape[1] < min(out.shape[2:]):
             return np.ascontiguousarray(out[0].transpose(1, 2, 0), dtype=np.float32)
         if out.shape[3] < min(out.shape[1:3]):
             return np.ascontiguousarray(out[0], dtype=np.float32)

@@ -16,7 +16,8 @@ import numpy as np
 
 from ...errors import ModelError, UsageError
 
-__all__ = ["Detections", "Decoder", "OutputFacts", "select", "empty", "xywh_center_to_xyxy", "sigmoid"]
+__all__ = ["Detections", "Decoder", "OutputFacts", "best_class", "empty", "grid_count", "select",
+           "xywh_center_to_xyxy"]
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,6 @@ def select(found: Detections, *, conf_thresh: float, iou_thresh: float, max_det:
 
 def xywh_center_to_xyxy(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1).astype(np.float32)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))).astype(np.float32)
 
 
 def best_class(class_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
