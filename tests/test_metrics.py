@@ -13,9 +13,10 @@ from cvtune.errors import DatasetError, ModelError, UsageError
 from cvtune.tasks import TASKS, ClassifyTask, DetectTask, OcrTask, TextDetTask, get_task_class
 from cvtune.tasks.common import as_probabilities
 from cvtune.tasks.ctc import charset_from_characters, ctc_greedy_decode
-from cvtune.tasks.detect import decode_boxes, decode_yolo
-from cvtune.tasks.fidelity import compare_outputs, cosine
+from cvtune.tasks.decoders import make_decoder
+from cvtune.tasks.fidelity import cosine, raw_similarity
 from cvtune.tasks.metrics import (
+    STATISTICS,
     bootstrap_ci,
     char_distance,
     coco_map,
@@ -25,6 +26,14 @@ from cvtune.tasks.metrics import (
     normalize_text,
     prf,
 )
+
+
+def assert_rows_reproduce(metrics):
+    """The per-image contract (tasks/base.py): the summed rows give the metric back through the named statistic."""
+    assert metrics.statistic in STATISTICS and len(metrics.per_image) == metrics.n_images
+    expected = metrics.details[metrics.statistic_of] if metrics.statistic_of else metrics.value
+    assert metrics.statistic_value() == pytest.approx(expected, abs=1e-12)
+    assert len({len(row) for row in metrics.per_image}) <= 1
 
 
 def rect(x0, y0, x1, y1):
@@ -86,6 +95,8 @@ def test_textdet_score_on_hand_made_predictions():
     assert metrics.value == pytest.approx(2 / 3)
     assert metrics.details["precision"] == pytest.approx(2 / 3)
     assert metrics.ci_low <= metrics.value <= metrics.ci_high
+    assert metrics.per_image == [[1, 1, 2], [1, 2, 1]] and metrics.statistic == "hmean"
+    assert_rows_reproduce(metrics)
 
 
 def test_textdet_score_rejects_unlabelled_samples():
@@ -158,6 +169,7 @@ def test_ocr_line_score_accuracy_and_cer():
     assert metrics.name == "line_acc"
     assert metrics.value == pytest.approx(1 / 3)  # spaces ignored by default, case is not
     assert metrics.details["cer"] == pytest.approx(2 / (10 + 3 + 7))
+    assert_rows_reproduce(metrics)
     exact = OcrTask(charset=["<blank>", "a"], ignore_space=False, case_sensitive=False)
     assert exact.score(predictions, samples, dataset).value == pytest.approx(1 / 3)
 
@@ -174,6 +186,8 @@ def test_ocr_end_to_end_score_matches_lines_by_box():
     assert metrics.value == pytest.approx(1 / 2)
     assert metrics.details["det_hmean"] == 1.0  # the ### prediction is ignored
     assert metrics.details["cer"] == pytest.approx(1 / 12)
+    assert metrics.per_image == [[1.0, 2.0]] and metrics.statistic == "ratio"
+    assert_rows_reproduce(metrics)
 
 
 # ---- classification -----------------------------------------------------------------------------------------
@@ -187,6 +201,7 @@ def test_classify_score_top1_top5_and_label_mapping():
     metrics = task.score(preds, samples, dataset)
     assert metrics.value == pytest.approx(1 / 3)
     assert metrics.details["top5"] == pytest.approx(2 / 3)
+    assert_rows_reproduce(metrics)
     with pytest.raises(DatasetError, match="not among the model's labels"):
         ClassifyTask(labels=["x", "y"]).score(preds, samples, dataset)
 
@@ -221,9 +236,27 @@ def test_detect_score_perfect_is_one_and_a_miss_is_less():
     assert metrics.name == "map"
     assert metrics.value == pytest.approx(1.0)
     assert metrics.details["map50"] == pytest.approx(1.0)
+    assert (metrics.statistic_of, metrics.details["f1_50"]) == ("f1_50", 1.0)  # mAP does not decompose: F1 does
+    assert_rows_reproduce(metrics)
     missing = [perfect[0], perfect[1][:1]]
-    assert DetectTask().score(missing, dataset.samples, dataset).value < 0.9
+    fewer = DetectTask().score(missing, dataset.samples, dataset)
+    assert fewer.value < 0.9 and fewer.details["f1_50"] == pytest.approx(0.8)  # P 2/2, R 2/3
+    assert fewer.per_image == [[1, 1, 1], [1, 1, 2]]
     assert DetectTask().score([[], []], dataset.samples, dataset).value == 0.0
+
+
+def test_per_image_rows_give_a_paired_bootstrap_of_a_drop():
+    """How a caller tests a drop: the same multinomial weights resample both models' rows (same images)."""
+    rng = np.random.default_rng(0)
+    baseline = np.array([[1, 1, 1]] * 20, float)  # (tp, n_pred, n_gt) per image: every box found
+    candidate = baseline.copy()
+    candidate[:4, 0] = 0  # four images lose their box
+    weights = rng.multinomial(20, np.full(20, 1 / 20), size=500)
+    hmean = STATISTICS["hmean"]
+    drops = hmean(weights @ baseline, 20) - hmean(weights @ candidate, 20)
+    assert hmean(baseline.sum(0, keepdims=True), 20)[0] - hmean(candidate.sum(0, keepdims=True), 20)[0] \
+        == pytest.approx(0.2)
+    assert 0 < np.quantile(drops, 0.025) < 0.2 < np.quantile(drops, 0.975) < 0.45  # a drop, surely above 0
 
 
 def test_coco_map_directly():
@@ -234,30 +267,13 @@ def test_coco_map_directly():
     assert coco_map(gt, [detection]) == pytest.approx((1.0, 1.0))
 
 
-def test_yolo_decoder_keeps_best_class_and_suppresses_duplicates():
-    # [1, 4 + 2 classes, 8 anchors]: two overlapping class-0 boxes, one class-1 box elsewhere, 5 empty anchors
-    head = np.zeros((1, 6, 8), np.float32)
-    head[0, :4, 0] = [50, 50, 20, 20]
-    head[0, :4, 1] = [51, 50, 20, 20]
-    head[0, :4, 2] = [150, 150, 40, 10]
-    head[0, 4, :2] = [0.9, 0.6]
-    head[0, 5, 2] = 0.8
-    found = decode_yolo([head], conf_thresh=0.25, iou_thresh=0.5, max_det=100)
-    assert found.classes.tolist() == [0, 1]
-    assert found.boxes[0].tolist() == [40, 40, 60, 60]
-    transposed = decode_yolo([head.transpose(0, 2, 1)], conf_thresh=0.25, iou_thresh=0.5, max_det=100)
-    assert transposed.classes.tolist() == [0, 1]
-    with pytest.raises(ModelError, match="decoder"):
-        decode_yolo([np.zeros((1, 2), np.float32)], conf_thresh=0.2, iou_thresh=0.5, max_det=10)
-
-
 def test_boxes_decoder_and_postprocess_map_back_through_the_letterbox():
     task = DetectTask(decoder="boxes", input_size=(64, 64), conf_thresh=0.5)
     image = np.zeros((32, 64, 3), np.uint8)  # letterboxed into 64x64: scale 1, 16 px pad on top
     tensor, meta = task.preprocess(image)
     assert tensor.shape == (1, 3, 64, 64)
     rows = np.array([[[10, 26, 30, 36, 0.9, 2], [0, 0, 5, 5, 0.1, 0]]], np.float32)
-    assert len(decode_boxes([rows], conf_thresh=0.5, iou_thresh=0.5, max_det=10).boxes) == 1
+    assert len(make_decoder("boxes_scores").decode([rows], (64, 64), conf_thresh=0.5)) == 1
     [det] = task.postprocess([rows], meta)
     assert det == {"bbox": [10.0, 10.0, 20.0, 10.0], "score": pytest.approx(0.9), "class": 2}
 
@@ -267,20 +283,36 @@ def test_cosine_is_exact_for_identical_outputs():
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
     assert cosine(x, x) == 1.0
     assert cosine(x, -x) == pytest.approx(-1.0)
-    stats = compare_outputs([x.reshape(10, 100)], [x.reshape(10, 100) + 0.01])
-    assert stats["cosine"] < 1.0 and stats["max_abs"] == pytest.approx(0.01, rel=1e-3) and stats["top1"] == 1.0
+
+
+def test_raw_similarity_is_exact_for_itself_and_stable_on_near_empty_outputs():
+    x = np.random.default_rng(0).standard_normal((10, 100)).astype(np.float32)
+    assert raw_similarity([x], [x])["similarity"] == 1.0
+    shifted = raw_similarity([x + 0.01], [x])
+    assert 0.98 < shifted["similarity"] < 1.0 and shifted["max_abs"] == pytest.approx(0.01, rel=1e-3)
+    # a probability map that is almost all zeros, off by 5e-5 in places: cosine calls it unrelated, raw does not
+    empty = np.zeros((1, 1, 32, 32), np.float32)
+    empty[0, 0, 3, 3] = 1e-4
+    noisy = empty.copy()
+    noisy[0, 0, 5, 5] = 5e-5
+    assert cosine(noisy, empty) < 0.95
+    assert raw_similarity([noisy], [empty])["similarity"] > 0.999
+    # a small score output counts as much as a large box output
+    boxes, scores = np.full((1, 100, 4), 300.0, np.float32), np.full((1, 100, 1), 0.9, np.float32)
+    broken = raw_similarity([boxes, np.zeros_like(scores)], [boxes, scores])
+    assert broken["cosine"] > 0.99 and broken["similarity"] == pytest.approx(0.5)
     with pytest.raises(ModelError, match="shape"):
-        compare_outputs([x], [x[:10]])
+        raw_similarity([x], [x[:5]])
 
 
 def test_registry_names_every_task_and_rejects_unknown_ones():
-    assert set(TASKS) == {"textdet", "ocr", "classify", "detect", "fidelity"}
+    assert set(TASKS) == {"textdet", "ocr", "classify", "detect", "fidelity", "segment"}
     assert all(TASKS[name].name == name for name in TASKS)
     with pytest.raises(UsageError, match="choose one of: textdet"):
-        get_task_class("segment")
+        get_task_class("pose")
     with pytest.raises(UsageError, match="reference"):
         TASKS["fidelity"]()
     with pytest.raises(UsageError, match="decoder"):
-        DetectTask(decoder="ssd")
+        DetectTask(decoder="retinanet")
     with pytest.raises(UsageError, match="multiple of 32"):
         TextDetTask(input_size="100x100")

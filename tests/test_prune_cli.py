@@ -143,9 +143,10 @@ def test_real_detector_magnitude_50_shrinks_the_zip_and_channel_plan_lists_the_o
 def test_sensitivity_curves_allocation_and_prune_with_the_allocation(model, images, tmp_path, capsys):
     curve_file = tmp_path / "curves.json"
     result = cli_json(capsys, ["sensitivity", str(model), "--data", str(images), "--levels", "0.5,0.9",
-                               "-o", str(curve_file), "--max-drop", "2%"])
-    assert result["metric"] == "cosine" and result["baseline"] == pytest.approx(1.0)
-    assert result["budget"] == {"value": pytest.approx(0.02), "relative": True}
+                               "-o", str(curve_file), "--max-drop", "30%"])
+    # nothing to decode: raw similarity, 1 - relative RMS error (50% sparsity costs this random chain ~20%)
+    assert result["metric"] == "raw_similarity" and result["baseline"] == pytest.approx(1.0)
+    assert result["budget"] == {"value": pytest.approx(0.3), "relative": True}
     assert [c["name"] for c in result["curves"]] == ["conv0", "conv1", "conv2"]
     assert all(set(c["metrics"]) == {"0.5", "0.9"} for c in result["curves"])
     assert all(v < 1.0 for c in result["curves"] for v in c["metrics"].values())

@@ -52,3 +52,28 @@ def conv_chain(path: Path | None = None, *, size: int = 16, hidden: int = 8, see
     if path is not None:
         onnx.save(model, str(path))
     return model
+
+
+def head_model(path: Path, outputs: dict[str, np.ndarray], *, size: tuple[int, int] = (64, 64),
+               gain: float = 0.0) -> Path:
+    """A stand-in detector/segmenter whose outputs are laid out as a published head returns them:
+
+        x (1, 3, H, W) -> ReduceMean -> m (1,)
+        out_k = const_k + gain * m        for each named output (gain 0: exactly const_k on every image)
+
+    `gain` > 0 makes outputs depend on the image (a model to quantize or to compare with another)."""
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0)]
+    inits = [numpy_helper.from_array(np.array(gain, np.float32), "gain")]
+    nodes.append(helper.make_node("Mul", ["m", "gain"], ["g"]))
+    graph_outputs = []
+    for name, value in outputs.items():
+        value = np.asarray(value, np.float32)
+        inits.append(numpy_helper.from_array(value, f"{name}_const"))
+        nodes.append(helper.make_node("Add", [f"{name}_const", "g"], [name]))
+        graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape)))
+    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, *size])],
+                              graph_outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -1,5 +1,5 @@
 """Loaders for the dataset layouts users have: a plain image folder, ImageNet-style classes or a labels file,
-COCO JSON, ICDAR-2015 text boxes, OCR line labels. `load_dataset(path)` detects the layout.
+COCO JSON, ICDAR-2015 text boxes, OCR line labels, segmentation masks. `load_dataset(path)` detects the layout.
 
 Loaders validate the layout and name the exact file and line that is wrong, but never decode images (cheap on
 large folders): `iter_images(dataset)` decodes, skipping unreadable files with a warning recorded in
@@ -32,6 +32,8 @@ __all__ = [
     "load_icdar",
     "load_images",
     "load_ocr_lines",
+    "load_segmentation",
+    "read_mask",
 ]
 
 LABEL_FILES = ("labels.txt", "labels.csv")
@@ -371,6 +373,59 @@ def load_ocr_lines(path: str | os.PathLike[str]) -> Dataset:
     return Dataset("ocr_lines", file.parent, samples, extra={"labels_file": str(file)})
 
 
+# ---------------------------------------------------------------------------------------------- segmentation
+
+SEGMENTATION_DIRS = ("images", "masks")
+CLASSES_FILE = "classes.txt"
+
+
+def load_segmentation(path: str | os.PathLike[str]) -> Dataset:
+    """Semantic segmentation labels:
+
+        root/images/<name>.jpg|png|...   the photos (searched recursively)
+        root/masks/<name>.png            one single-channel PNG per image, same relative path and stem, same size:
+                                         pixel value = class index, 255 = ignore (not scored)
+        root/classes.txt                 optional: class names, one per line, line N = class index N
+
+    Target = the mask's Path (decoded when scored). A photo without its mask is an error naming both files."""
+    root = _require_dir(path, "segmentation")
+    images_dir, masks_dir = (root / name for name in SEGMENTATION_DIRS)
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise DatasetError(f"{root} is not a segmentation dataset: it needs images/ (the photos) and masks/ "
+                           f"(one class-index PNG per photo, same name)")
+    samples = []
+    for image in _find_images(images_dir):
+        rel = image.relative_to(images_dir).with_suffix(".png")
+        mask = masks_dir / rel
+        if not mask.is_file():
+            raise DatasetError(f"missing mask {mask} for image {image}; masks/ holds one PNG per image with the "
+                               f"same relative path and name")
+        samples.append(Sample(image, mask))
+    _empty_check(samples, images_dir)
+    classes = [line.strip() for _, line in _lines(root / CLASSES_FILE)] if (root / CLASSES_FILE).is_file() else []
+    return Dataset("segmentation", root, samples, classes=classes)
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """A label mask as (H, W) uint8 class indices; color or 16-bit masks are an error that says what to save."""
+    import cv2
+
+    raw = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else np.zeros(0, np.uint8)
+    mask = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    if mask is None:
+        raise DatasetError(f"cannot read mask {path}; save it as a single-channel PNG of class indices")
+    if mask.ndim == 3:
+        if mask.shape[2] >= 3 and np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0],
+                                                                                                 mask[..., 2]):
+            mask = mask[..., 0]
+        else:
+            raise DatasetError(f"mask {path} has colors; save it as a single-channel PNG whose pixel values are "
+                               f"class indices (0, 1, ..., 255 = ignore)")
+    if mask.dtype != np.uint8:
+        raise DatasetError(f"mask {path} is {mask.dtype}; save it as an 8-bit PNG of class indices")
+    return mask
+
+
 # ---------------------------------------------------------------------------------------------- registry
 
 
@@ -380,6 +435,7 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "coco": load_coco,
     "icdar": load_icdar,
     "ocr_lines": load_ocr_lines,
+    "segmentation": load_segmentation,
 }
 
 
@@ -429,6 +485,8 @@ def detect_kind(path: str | os.PathLike[str]) -> str:
     if _is_synth_root(path):
         raise DatasetError(f"{path} is a synth-text output; use {path / 'textdet'} (text detection, icdar) "
                            f"or {path / 'ocr'} (recognition, ocr_lines)")
+    if all((path / name).is_dir() for name in SEGMENTATION_DIRS):
+        return "segmentation"
     image_dir, gt_dir = _icdar_dirs(path)
     if any(gt_dir.glob("gt_*.txt")):
         return "icdar"

@@ -1,16 +1,19 @@
-"""Task registry: name -> Task class (textdet, ocr, classify, detect, fidelity)."""
+"""Task registry: name -> Task class (textdet, ocr, classify, detect, segment, fidelity)."""
 
 from __future__ import annotations
 
 from ..errors import UsageError
 from .base import Metrics, Task
 from .classify import ClassifyTask
-from .detect import DETECT_DECODERS, DetectTask
+from .decoders import DECODERS as DETECT_DECODERS
+from .detect import DetectTask
 from .fidelity import FidelityTask
 from .ocr import OcrTask
+from .segment import SegmentTask
 from .textdet import TextDetTask
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TextDetTask, OcrTask, ClassifyTask, DetectTask, FidelityTask)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TextDetTask, OcrTask, ClassifyTask, DetectTask, SegmentTask,
+                                                          FidelityTask)}
 
 
 def get_task_class(name: str) -> type[Task]:
@@ -23,4 +26,4 @@ def get_task_class(name: str) -> type[Task]:
 from .spec import TaskSpec, resolve_task  # noqa: E402 - needs get_task_class defined
 
 __all__ = ["TASKS", "DETECT_DECODERS", "Metrics", "Task", "TaskSpec", "ClassifyTask", "DetectTask", "FidelityTask",
-           "OcrTask", "TextDetTask", "get_task_class", "resolve_task"]
+           "OcrTask", "SegmentTask", "TextDetTask", "get_task_class", "resolve_task"]

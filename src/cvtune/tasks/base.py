@@ -1,5 +1,17 @@
 """The task contract: a Task owns preprocessing, postprocessing and its metric, so the search never needs to
 know what a text box is. Tasks are registered by name in cvtune.tasks.TASKS.
+
+Per-image statistics (for bootstrap CIs and paired tests of a drop). Every task's `score()` fills
+`Metrics.per_image` (one row of equal length per scored image, in the order of the samples) and `Metrics.statistic`
+(a key of tasks.metrics.STATISTICS) such that
+
+    STATISTICS[m.statistic](np.sum(m.per_image, axis=0)[None], len(m.per_image))[0]    # == m.statistic_value()
+
+equals `m.value`, the headline, unless `m.statistic_of` names a details key instead (labelled detection only:
+COCO mAP does not decompose per image, so its rows give details["f1_50"], F1 at IoU 0.5). Rows are sufficient
+statistics (counts, sums), so resampling images with multinomial weights w gives the resample's metric as
+STATISTICS[m.statistic](w @ rows, n): two models scored on the same images compared with the same weights make a
+paired bootstrap of the drop.
 """
 
 from __future__ import annotations
@@ -26,10 +38,23 @@ class Metrics:
     n_images: int = 0
     n_skipped: int = 0
     details: dict[str, float] = field(default_factory=dict)
+    per_image: list[list[float]] = field(default_factory=list)  # sufficient statistics, one row per image
+    statistic: str = ""  # key of tasks.metrics.STATISTICS turning summed rows into the metric
+    statistic_of: str = ""  # the metric the rows reproduce: "" = the headline (`name`), else a details key
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "metric": self.name, "value": self.value, "ci95": [self.ci_low, self.ci_high],
-                "n_images": self.n_images, "n_skipped": self.n_skipped, "details": dict(self.details)}
+    def statistic_value(self, rows: list[list[float]] | None = None) -> float:
+        """The metric the per-image rows give (all of them, or `rows`, e.g. a resample): see the module doc."""
+        from .metrics import statistic_value
+
+        return statistic_value(self.statistic, self.per_image if rows is None else rows)
+
+    def to_dict(self, *, per_image: bool = False) -> dict[str, Any]:
+        data = {"task": self.task, "metric": self.name, "value": self.value, "ci95": [self.ci_low, self.ci_high],
+                "n_images": self.n_images, "n_skipped": self.n_skipped, "details": dict(self.details),
+                "statistic": self.statistic, "statistic_of": self.statistic_of or self.name}
+        if per_image:
+            data["per_image"] = [list(row) for row in self.per_image]
+        return data
 
 
 class Task:

@@ -87,4 +87,4 @@ class ClassifyTask(Task):
         if n_classes >= 5:
             details["top5"] = float(np.mean(top5)) if n else 0.0
         return Metrics(self.name, self.metric, float(np.mean(top1)) if n else 0.0, low, high, n_images=n,
-                       details=details)
+                       details=details, per_image=[[v] for v in top1], statistic="mean")

@@ -1,15 +1,15 @@
-"""Object detection: raw outputs -> boxes through a decoder chosen by name, scored with COCO mAP (pycocotools).
+"""Object detection: raw outputs -> boxes through a registered decoder (tasks.decoders), scored with COCO mAP
+(pycocotools).
 
-Decoders (DETECT_DECODERS) take the model outputs and return boxes in network-input pixels:
-- `boxes`: [N, K, 6] rows of (x1, y1, x2, y2, score, class), e.g. exports with NMS inside the graph.
-- `yolo`: [N, 4 + C, A] (YOLOv5u/v8/v11 heads: cx, cy, w, h, then C class scores; [N, A, 4 + C] is accepted too),
-  class-aware NMS with cv2.dnn.NMSBoxesBatched.
+The decoder is named with `decoder=` (yolov8, yolov5, yolox, ssd, blazeface, boxes_scores; the old names yolo and
+boxes still work) or chosen from the output shapes on the first image (`decoder="auto"`, the default). Layout
+options of the decoder (e.g. strides=[8,16,16,16], box_format="cxcywh") are ordinary task options.
+Decoders work in model-input pixels; `Geometry` maps their boxes back to the original image.
 Model class i is COCO category `category_ids[i]` (default: the dataset's category ids in ascending order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,65 +20,29 @@ from ..data.base import Dataset, Sample
 from ..errors import DatasetError, ModelError, UsageError
 from ..zoo import Preprocessing
 from .base import Metrics, Task
-from .common import normalize, output_error, parse_size
-from .metrics import coco_map
+from .common import normalize, parse_size
+from .decoders import Decoder, Detections, OutputFacts, choose_decoder, decoder_option_names, make_decoder
+from .metrics import coco_map, match_detections, prf
 
 DEFAULT_SIZE = (640, 640)
 
 
 @dataclass(frozen=True)
-class Detections:
-    """Decoded boxes in network-input pixels: (n, 4) x1 y1 x2 y2, (n,) scores, (n,) class indices."""
+class Geometry:
+    """How an image became the network input: input = image * scale + pad. Maps boxes back to the image."""
 
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
+    scale: tuple[float, float]  # (sx, sy)
+    pad: tuple[float, float]  # (left, top) in input pixels
+    image_shape: tuple[int, int]  # original (H, W)
+    input_size: tuple[int, int]  # network (H, W)
 
-
-def decode_boxes(outputs: list[np.ndarray], *, conf_thresh: float, iou_thresh: float, max_det: int) -> Detections:
-    """[N, K, 6] (x1, y1, x2, y2, score, class) rows, already suppressed by the model."""
-    rows = outputs[0] if outputs else np.zeros(0)
-    if rows.ndim == 2:
-        rows = rows[None]
-    if rows.ndim != 3 or rows.shape[2] != 6:
-        raise output_error("detect", "[N, K, 6] (x1, y1, x2, y2, score, class) rows for decoder 'boxes'", outputs,
-                           "pick the decoder that fits the model (decoder 'yolo' for raw YOLO heads)")
-    rows = rows[0][rows[0][:, 4] >= conf_thresh]
-    rows = rows[np.argsort(-rows[:, 4], kind="stable")[:max_det]]
-    return Detections(rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64))
-
-
-def decode_yolo(outputs: list[np.ndarray], *, conf_thresh: float, iou_thresh: float, max_det: int) -> Detections:
-    """[N, 4 + C, A] raw YOLO head (anchor-free, no objectness): best class per anchor, then per-class NMS."""
-    raw = outputs[0] if outputs else np.zeros(0)
-    if raw.ndim != 3 or min(raw.shape[1:]) < 5:
-        raise output_error("detect", "a [N, 4 + classes, anchors] YOLO head for decoder 'yolo'", outputs,
-                           "pick the decoder that fits the model (decoder 'boxes' for [N, K, 6] outputs)")
-    pred = raw[0] if raw.shape[1] < raw.shape[2] else raw[0].T  # -> (4 + C, A): fewer channels than anchors
-    scores_all = pred[4:]
-    classes = scores_all.argmax(axis=0)
-    scores = scores_all[classes, np.arange(pred.shape[1])]
-    keep = scores >= conf_thresh
-    cx, cy, w, h = pred[:4, keep]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-    scores, classes = scores[keep].astype(np.float32), classes[keep]
-    if len(boxes) == 0:
-        return Detections(boxes.reshape(0, 4), scores, classes.astype(np.int64))
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), classes.tolist(), conf_thresh, iou_thresh)
-    idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-    idx = idx[np.argsort(-scores[idx], kind="stable")][:max_det]
-    return Detections(boxes[idx], scores[idx], classes[idx].astype(np.int64))
-
-
-Decoder = Callable[..., Detections]
-DETECT_DECODERS: dict[str, Decoder] = {"boxes": decode_boxes, "yolo": decode_yolo}
-
-
-def get_decoder(name: str) -> Decoder:
-    if name not in DETECT_DECODERS:
-        raise UsageError(f"unknown detection decoder '{name}'; choose one of: {', '.join(DETECT_DECODERS)}")
-    return DETECT_DECODERS[name]
+    def to_image(self, boxes: np.ndarray) -> np.ndarray:
+        """(n, 4) xyxy boxes in input pixels -> original-image pixels, clipped to the image."""
+        (sx, sy), (px, py), (h, w) = self.scale, self.pad, self.image_shape
+        out = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+        out[:, [0, 2]] = np.clip((out[:, [0, 2]] - px) / sx, 0, w)
+        out[:, [1, 3]] = np.clip((out[:, [1, 3]] - py) / sy, 0, h)
+        return out
 
 
 def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[float, float]]:
@@ -94,51 +58,102 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, flo
     return out, scale, (float(left), float(top))
 
 
+def fit_image(image: np.ndarray, size: tuple[int, int], *, keep_aspect: bool) -> tuple[np.ndarray, Geometry]:
+    """Letterbox (keep_aspect) or stretch a BGR image to `size` (H, W), with the geometry to map boxes back."""
+    h, w = image.shape[:2]
+    if keep_aspect:
+        resized, scale, pad = letterbox(image, size)
+        return resized, Geometry((scale, scale), pad, (h, w), tuple(size))
+    resized = cv2.resize(image, (size[1], size[0]))
+    return resized, Geometry((size[1] / w, size[0] / h), (0.0, 0.0), (h, w), tuple(size))
+
+
+class DetectionDecoding:
+    """A decoder chosen once (by name, or from the first outputs' shapes and what the model file says), then the
+    same for every image, plus the thresholds. Shared by the detect and fidelity tasks."""
+
+    def __init__(self, decoder: str = "auto", *, conf_thresh: float, iou_thresh: float, max_det: int,
+                 facts: dict[str, Any] | None = None, where: str = "the model", **options: Any) -> None:
+        if not 0 <= conf_thresh < 1 or not 0 < iou_thresh <= 1:
+            raise UsageError(f"conf_thresh must be in [0, 1) and iou_thresh in (0, 1] (got {conf_thresh}, "
+                             f"{iou_thresh})")
+        if max_det < 1:
+            raise UsageError(f"max_det must be >= 1 (got {max_det})")
+        self.conf_thresh, self.iou_thresh, self.max_det = conf_thresh, iou_thresh, max_det
+        self.options, self.facts, self.where = options, dict(facts or {}), where
+        self.decoder: Decoder | None = None
+        self.decoder_name = decoder
+        if decoder != "auto":
+            self.decoder = make_decoder(decoder, **options)
+            self.decoder_name = self.decoder.name
+
+    def resolve(self, outputs: list[np.ndarray], input_size: tuple[int, int]) -> Decoder:
+        if self.decoder is None:
+            facts = OutputFacts(tuple(tuple(int(d) for d in o.shape) for o in outputs), tuple(input_size),
+                                self.facts.get("num_classes"), self.facts.get("ultralytics_task"))
+            self.decoder = make_decoder(choose_decoder(facts, where=self.where), **self.options)
+            self.decoder_name = self.decoder.name
+        return self.decoder
+
+    def __call__(self, outputs: list[np.ndarray], input_size: tuple[int, int], *,
+                 conf_thresh: float | None = None) -> Detections:
+        outputs = [np.asarray(o) for o in outputs]
+        return self.resolve(outputs, input_size).decode(
+            outputs, input_size, conf_thresh=self.conf_thresh if conf_thresh is None else conf_thresh,
+            iou_thresh=self.iou_thresh, max_det=self.max_det)
+
+
+def split_decoder_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Pop the task options that belong to a decoder (its layout options) out of `options`."""
+    names = decoder_option_names()
+    return {key: options.pop(key) for key in list(options) if key in names}
+
+
 class DetectTask(Task):
     """Object detection. Prediction: [{'bbox': [x, y, w, h], 'score', 'class'}] in original-image pixels.
-    Metric: COCO mAP@0.5:0.95 ('map'); details: map50. No CI: mAP does not decompose per image."""
+    Metric: COCO mAP@0.5:0.95 ('map'); details: map50 and, at score >= score_thresh, f1_50 / precision_50 /
+    recall_50 (IoU 0.5). mAP does not decompose per image, so there is no CI and the per-image rows give f1_50."""
 
     name: ClassVar[str] = "detect"
     metric: ClassVar[str] = "map"
     dataset_kinds: ClassVar[tuple[str, ...]] = ("coco",)
 
     def __init__(self, preprocessing: Preprocessing | None = None, *, input_size: tuple[int, int] | str | None = None,
-                 decoder: str = "yolo", conf_thresh: float = 0.001, iou_thresh: float = 0.6, max_det: int = 300,
-                 letterbox: bool = True, category_ids: list[int] | None = None, **options: Any) -> None:
+                 decoder: str = "auto", conf_thresh: float = 0.001, iou_thresh: float = 0.6, max_det: int = 300,
+                 score_thresh: float = 0.25, letterbox: bool = True, category_ids: list[int] | None = None,
+                 **options: Any) -> None:
+        decoder_options = split_decoder_options(options)
         super().__init__(preprocessing, input_size=parse_size(input_size), **options)
-        self.decode = get_decoder(decoder)
-        self.decoder = decoder
-        if not 0 <= conf_thresh < 1 or not 0 < iou_thresh <= 1:
-            raise UsageError(f"conf_thresh must be in [0, 1) and iou_thresh in (0, 1] (got {conf_thresh}, "
-                             f"{iou_thresh})")
-        self.conf_thresh, self.iou_thresh, self.max_det = conf_thresh, iou_thresh, max_det
+        self.decoding = DetectionDecoding(decoder, conf_thresh=conf_thresh, iou_thresh=iou_thresh, max_det=max_det,
+                                          **decoder_options)
+        if not 0 <= score_thresh < 1:
+            raise UsageError(f"score_thresh must be in [0, 1) (got {score_thresh})")
+        self.score_thresh = score_thresh
         self.use_letterbox = letterbox
         self.category_ids = list(category_ids) if category_ids else None
         self.size = self.input_size or self.preprocessing.input_size or DEFAULT_SIZE
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        h, w = image.shape[:2]
-        if self.use_letterbox:
-            resized, scale, pad = letterbox(image, self.size)
-            meta = {"scale": (scale, scale), "pad": pad, "shape": (h, w)}
-        else:
-            resized = cv2.resize(image, (self.size[1], self.size[0]))
-            meta = {"scale": (self.size[1] / w, self.size[0] / h), "pad": (0.0, 0.0), "shape": (h, w)}
-        return normalize(resized, self.preprocessing), meta
+    @property
+    def decoder(self) -> str:
+        return self.decoding.decoder_name
 
-    def postprocess(self, outputs: list[np.ndarray], meta: dict[str, Any]) -> list[dict[str, Any]]:
-        found = self.decode(outputs, conf_thresh=self.conf_thresh, iou_thresh=self.iou_thresh, max_det=self.max_det)
-        (sx, sy), (px, py), (h, w) = meta["scale"], meta["pad"], meta["shape"]
-        boxes = found.boxes.astype(np.float64).copy()
-        boxes[:, [0, 2]] = np.clip((boxes[:, [0, 2]] - px) / sx, 0, w)
-        boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - py) / sy, 0, h)
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        resized, geometry = fit_image(image, self.size, keep_aspect=self.use_letterbox)
+        return normalize(resized, self.preprocessing), geometry
+
+    def postprocess(self, outputs: list[np.ndarray], meta: Geometry) -> list[dict[str, Any]]:
+        found = self.decoding(outputs, meta.input_size)
+        boxes = meta.to_image(found.boxes)
         return [{"bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])], "score": float(s),
                  "class": int(c)} for b, s, c in zip(boxes, found.scores, found.classes, strict=True)]
 
     def score(self, predictions: list[Any], samples: list[Sample], dataset: Dataset) -> Metrics:
         gt = coco_ground_truth(samples, dataset)
         cat_ids = self.category_ids or sorted(c["id"] for c in gt["categories"])
-        results = []
+        results, rows = [], []
+        gt_by_image: dict[int, list[dict]] = {}
+        for ann in gt["annotations"]:
+            gt_by_image.setdefault(int(ann["image_id"]), []).append(ann)
         for prediction, sample in zip(predictions, samples, strict=True):
             for det in prediction:
                 if det["class"] >= len(cat_ids):
@@ -146,9 +161,24 @@ class DetectTask(Task):
                                      f"are known; pass category_ids (model class -> COCO category id)")
                 results.append({"image_id": sample.image_id, "category_id": cat_ids[det["class"]],
                                 "bbox": det["bbox"], "score": det["score"]})
+            truth = [a for a in gt_by_image.get(int(sample.image_id), []) if not a.get("iscrowd")]
+            kept = [d for d in prediction if d["score"] >= self.score_thresh]
+            tp = match_detections(xywh_to_xyxy([a["bbox"] for a in truth]), [a["category_id"] for a in truth],
+                                  xywh_to_xyxy([d["bbox"] for d in kept]), [d["score"] for d in kept],
+                                  [cat_ids[d["class"]] for d in kept])
+            rows.append([float(tp), float(len(kept)), float(len(truth))])
         map_all, map50 = coco_map(gt, results)
+        tp, n_pred, n_gt = np.sum(rows, axis=0) if rows else (0.0, 0.0, 0.0)
+        precision, recall, f1 = prf(tp, n_pred, n_gt)
         return Metrics(self.name, self.metric, map_all, None, None, n_images=len(samples),
-                       details={"map50": map50, "detections": float(len(results))})
+                       details={"map50": map50, "detections": float(len(results)), "f1_50": float(f1),
+                                "precision_50": float(precision), "recall_50": float(recall)},
+                       per_image=rows, statistic="hmean", statistic_of="f1_50")
+
+
+def xywh_to_xyxy(boxes: list[list[float]]) -> np.ndarray:
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 
 
 def coco_ground_truth(samples: list[Sample], dataset: Dataset) -> dict[str, Any]:
@@ -157,7 +187,7 @@ def coco_ground_truth(samples: list[Sample], dataset: Dataset) -> dict[str, Any]
     images, annotations = [], []
     for sample in samples:
         if sample.image_id is None or sample.target is None:
-            raise DatasetError(f"task 'detect' needs COCO annotations for {sample.path}; load the data as "
+            raise DatasetError(f"task 'detect' needs COCO annotations for {sample.path}; load the data with "
                                f"kind 'coco' (annotations json + images folder)")
         images.append({"id": int(sample.image_id), "file_name": sample.path.name})
         for ann in sample.target:

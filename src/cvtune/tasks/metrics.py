@@ -29,6 +29,12 @@ __all__ = [
     "normalize_text",
     "char_distance",
     "coco_map",
+    "STATISTICS",
+    "statistic_value",
+    "statistic_ci",
+    "miou_from_sums",
+    "f1_split",
+    "match_detections",
 ]
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -95,11 +101,86 @@ def prf(tp: np.ndarray | float, n_pred: np.ndarray | float,
     return precision, recall, hmean
 
 
+def f1_split(tp_pred: np.ndarray | float, n_pred: np.ndarray | float, tp_gt: np.ndarray | float,
+             n_gt: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 when predictions and GT were matched separately (tp_pred of n_pred predictions found
+    a GT, tp_gt of n_gt GT were found): same conventions as prf."""
+    tp_pred, n_pred, tp_gt, n_gt = (np.asarray(v, dtype=np.float64) for v in (tp_pred, n_pred, tp_gt, n_gt))
+    nothing = (n_pred == 0) & (n_gt == 0)
+    precision = np.where(nothing, 1.0, _safe_div(tp_pred, n_pred))
+    recall = np.where(nothing, 1.0, _safe_div(tp_gt, n_gt))
+    return precision, recall, _safe_div(2 * precision * recall, precision + recall)
+
+
 def hmean_ci(tp: Sequence[float], n_pred: Sequence[float], n_gt: Sequence[float],
              **kwargs) -> tuple[float | None, float | None]:
     """CI of the detection hmean, resampling per-image (tp, n_pred, n_gt) counts."""
     values = np.stack([np.asarray(v, float) for v in (tp, n_pred, n_gt)], axis=1)
     return bootstrap_ci(values, lambda s, n: prf(s[:, 0], s[:, 1], s[:, 2])[2], **kwargs)
+
+
+def miou_from_sums(sums: np.ndarray, n: int = 0) -> np.ndarray:
+    """(B, 2C) summed per-class (intersection..., union...) pixel counts -> (B,) mean IoU over the classes whose
+    union is not empty (a class absent from both sides is not counted; nothing at all counts as a perfect 1.0)."""
+    sums = np.atleast_2d(np.asarray(sums, dtype=np.float64))
+    c = sums.shape[1] // 2
+    inter, union = sums[:, :c], sums[:, c:]
+    present = union > 0
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=present)
+    count = present.sum(axis=1)
+    return np.where(count > 0, iou.sum(axis=1) / np.maximum(count, 1), 1.0)
+
+
+# ---- per-image statistics: the contract of Metrics.per_image / Metrics.statistic (see tasks/base.py) -----------
+Statistic = Callable[[np.ndarray, int], np.ndarray]
+STATISTICS: dict[str, Statistic] = {
+    "mean": lambda s, n: s[:, 0] / max(n, 1),  # rows (x,): mean of a per-image value
+    "ratio": lambda s, n: _safe_div(s[:, 0], s[:, 1]),  # rows (numerator, denominator)
+    "hmean": lambda s, n: prf(s[:, 0], s[:, 1], s[:, 2])[2],  # rows (tp, n_pred, n_gt): F1 / ICDAR hmean
+    "f1_split": lambda s, n: f1_split(s[:, 0], s[:, 1], s[:, 2], s[:, 3])[2],  # rows (tp_pred, n_pred, tp_gt, n_gt)
+    "miou": miou_from_sums,  # rows (intersection per class..., union per class...)
+}
+
+
+def statistic_value(name: str, rows: Sequence[Sequence[float]]) -> float:
+    """The metric that per-image `rows` give under statistic `name` (what Metrics.value holds)."""
+    values = np.asarray(rows, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0:
+        return 0.0
+    return float(STATISTICS[name](values.sum(axis=0, keepdims=True), values.shape[0])[0])
+
+
+def statistic_ci(name: str, rows: Sequence[Sequence[float]], **kwargs) -> tuple[float | None, float | None]:
+    """Bootstrap CI of statistic `name` over per-image `rows` (resampling images)."""
+    values = np.asarray(rows, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0:
+        return None, None
+    return bootstrap_ci(values, STATISTICS[name], **kwargs)
+
+
+def match_detections(gt_boxes: np.ndarray, gt_classes: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
+                     classes: np.ndarray, *, iou_thresh: float = 0.5) -> int:
+    """True positives of one image: detections (best score first) matched one-to-one to same-class GT boxes with
+    IoU >= iou_thresh (greedy, as COCO at one threshold). Boxes are (n, 4) xyxy."""
+    gt_boxes, boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4), np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not len(gt_boxes) or not len(boxes):
+        return 0
+    lt = np.maximum(boxes[:, None, :2], gt_boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], gt_boxes[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda b: np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)  # noqa: E731
+    union = area(boxes)[:, None] + area(gt_boxes)[None, :] - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    iou[np.asarray(classes)[:, None] != np.asarray(gt_classes)[None, :]] = -1.0
+    used = np.zeros(len(gt_boxes), bool)
+    tp = 0
+    for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
+        candidates = np.where(used, -1.0, iou[i])
+        j = int(np.argmax(candidates))
+        if candidates[j] >= iou_thresh:
+            used[j] = True
+            tp += 1
+    return tp
 
 
 # ---- ICDAR-2015 box matching --------------------------------------------------------------------------------

@@ -155,7 +155,8 @@ class OcrTask(Task):
         value = float(np.mean(correct)) if n else 0.0
         low, high = ratio_ci(correct, [1.0] * n)
         return Metrics(self.name, self.metric, value, low, high, n_images=n,
-                       details={"cer": float(sum(dist) / max(sum(length), 1)), "lines": float(n)})
+                       details={"cer": float(sum(dist) / max(sum(length), 1)), "lines": float(n)},
+                       per_image=[[c] for c in correct], statistic="mean")
 
     def _score_e2e(self, predictions: list[Any], samples: list[Sample]) -> Metrics:
         correct, n_gt, tps, n_pred, dist, length = [], [], [], [], 0, 0
@@ -189,4 +190,6 @@ class OcrTask(Task):
                                 "correct_lines": float(sum(correct)),
                                 "e2e_precision": float(sum(correct) / sum(n_pred)) if sum(n_pred) else 0.0,
                                 "det_hmean": float(hmean), "det_precision": float(precision),
-                                "det_recall": float(recall)})
+                                "det_recall": float(recall)},
+                       per_image=[[float(c), float(g)] for c, g in zip(correct, n_gt, strict=True)],
+                       statistic="ratio")

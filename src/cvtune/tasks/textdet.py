@@ -212,4 +212,5 @@ class TextDetTask(Task):
         return Metrics(self.name, self.metric, float(hmean), low, high, n_images=len(samples),
                        details={"precision": float(precision), "recall": float(recall),
                                 "true_positives": float(np.sum(tp)), "predictions": float(np.sum(n_pred)),
-                                "gt_boxes": float(np.sum(n_gt))})
+                                "gt_boxes": float(np.sum(n_gt))},
+                       per_image=[[float(v) for v in row] for row in counts], statistic="hmean")
