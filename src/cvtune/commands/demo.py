@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         from ..budget import Budget, parse_duration
         from ..data.synth import SynthConfig, generate_text_set
         from ..search import OptimizeConfig
+        from ..search.config_file import save_config
         from ..search.space import space_preset
         from .optimize import print_summary, run_optimize
 
@@ -43,6 +44,8 @@ def register(app: typer.Typer) -> None:
                                 screen_images=12, eval_images=40)
         console.print(f"[bold]cvtune demo[/]: {zoo.get('ppocr-det').description}; {images} generated images; "
                       f"budget {max_drop} hmean drop, {time_limit} of search", highlight=False)
+        saved = save_config(config, out / "optimize.yaml")  # a starting point for the user's own runs
+        console.print(f"config: {saved} (edit it, then: cvtune optimize --config {saved})", highlight=False)
         result = run_optimize(config, live=True)
         print_summary(result)
         console.print(f"Run the chosen model: cvtune run {out / 'search' / 'best' / 'deploy.json'} "

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ..console import console
+from ..console import console, err_console
 from ._options import JSON, LIMIT, TASK_OPTION, parse_task_options
 
 # details that are counts (printed as integers); every other detail is a rate printed with 4 decimals
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         the headline metric with its 95% bootstrap CI, details, and how many images were used and skipped."""
         from .. import zoo
         from ..errors import UsageError
-        from ..evaluate import evaluate, load_eval_dataset
+        from ..evaluate import build_task, evaluate, load_eval_dataset
         from ..runtimes import make_runtime
 
         if task is None:
@@ -65,11 +65,18 @@ def register(app: typer.Typer) -> None:
             options["decoder"] = decoder
         rt = make_runtime(runtime, **_runtime_settings(engine, threads))
         dataset = load_eval_dataset(data, kind)
+        task_obj = build_task(task, model, **options)
+        task_obj.bind(dataset)
+        helpers = task_obj.aux_models() if hasattr(task_obj, "aux_models") else {}  # e.g. ocr's detector
+        if helpers and not as_json:
+            err_console.print(f"{task} uses: " + "; ".join(f"{k} {v}" for k, v in helpers.items()) + " (choose with "
+                              f"--task-option {' '.join(f'{k}=...' for k in helpers)})", highlight=False,
+                              markup=False, soft_wrap=True)
         start = time.perf_counter()
-        metrics = evaluate(model, rt, task, dataset, limit=limit, progress=not as_json, task_options=options)
+        metrics = evaluate(model, rt, task_obj, dataset, limit=limit, progress=not as_json)
         elapsed = time.perf_counter() - start
         result = {**metrics.to_dict(), "model": str(model), "data": str(data), "runtime": rt.to_dict(),
-                  "seconds": round(elapsed, 3)}
+                  "seconds": round(elapsed, 3), **({"helper_models": helpers} if helpers else {})}
         if as_json:
             print(json.dumps(result, indent=2, ensure_ascii=False))
             return
@@ -82,5 +89,7 @@ def register(app: typer.Typer) -> None:
         table.add_row("images", f"{metrics.n_images} used, {metrics.n_skipped} skipped")
         table.add_row("model", str(model))
         table.add_row("runtime", rt.label())
+        for name, used in helpers.items():
+            table.add_row(name, used)
         table.add_row("time", f"{elapsed:.1f} s")
         console.print(table)

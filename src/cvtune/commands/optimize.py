@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from ..console import console, err_console
 from ..errors import UsageError
-from ..search import OBJECTIVES, Budget, OptimizeConfig, OptimizeResult, SpaceConfig, optimize, parse_duration
+from ..search import OBJECTIVES, OptimizeConfig, OptimizeResult, SpaceConfig, optimize
 from ..search.records import Trial
 from ..search.space import SPACE_PRESETS, space_preset
 from ._options import JSON, TASK_OPTION, max_drop_option, parse_task_options, time_option
@@ -43,14 +44,15 @@ def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
 def build_space_config(*, preset: str, runtimes: str | None, threads: str | None, scales: str | None,
                        prune: str | None, quant: str | None, simplify: bool | None, batches: str | None,
                        instances: str | None = None, objective: str = "latency",
-                       test_hook: str | None = None) -> SpaceConfig:
-    """The preset's SpaceConfig with the CLI's comma-separated lists replacing its fields where given. For the
-    throughput objective, batches 1,4 and 1..all-cores instances are tried unless given."""
+                       test_hook: str | None = None, base: SpaceConfig | None = None) -> SpaceConfig:
+    """The preset's SpaceConfig (or `base`, a config file's space) with the CLI's comma-separated lists replacing
+    its fields where given. For the throughput objective, batches 1,4 and 1..all-cores instances are tried unless
+    given (or the base says)."""
     from ..passes import ChannelPrune, Simplify
     from ..search.space import default_threads, slot_choices
 
     settings: dict[str, Any] = {}
-    if objective == "throughput":
+    if objective == "throughput" and base is None:
         settings.update(batches=(1, 4), instances=tuple(sorted({1, max(default_threads())})))
     if instances is not None:
         settings["instances"] = _ints(instances, "instances")
@@ -62,7 +64,7 @@ def build_space_config(*, preset: str, runtimes: str | None, threads: str | None
             settings[name] = value
     if test_hook:
         settings["debug"] = (test_hook,)
-    space = space_preset(preset, **settings)
+    space = replace(base, **settings) if base is not None else space_preset(preset, **settings)
     if prune is not None:
         _floats(prune, "prune")  # numbers only
         like = next((p for p in space.slot_values("prune") if p is not None), ChannelPrune())
@@ -91,19 +93,39 @@ class LiveDisplay:
         if kind == "space":
             err_console.print(f"search space: {data['size']} candidates ({data['strategy']})", highlight=False)
         elif kind == "start" and data.get("resumed"):
-            err_console.print(f"resuming the search in {self.config.out}", highlight=False)
+            err_console.print(self._resumed(data), highlight=False, markup=False)
         elif kind == "progress":
             self.phase, self.done, self.total = data["phase"], data["done"], data["total"]
         elif kind == "build":
             self.last = f"building model: {data['label']}"
         elif kind == "trial_start":
             self.last = f"{data['rung']}: {data['candidate'].label()}"
+            if self.total == 0 and (self.baseline is None or data["candidate"].key() == self.baseline.key):
+                self.phase = f"measuring the baseline ({_STAGES.get(data['rung'], data['rung'])})"
+                if not err_console.is_terminal:
+                    err_console.print(f"{self.phase}: {data['candidate'].label()} ...", highlight=False,
+                                      markup=False)
         elif kind == "trial_done":
             self._trial(data["trial"])
         elif kind == "baseline":
             self.baseline = data["trial"]
         if self.live is not None:
             self.live.update(self.render())
+
+    def _resumed(self, data: dict[str, Any]) -> str:
+        """What a resumed run inherits: the budget already used (when the search says) or the trials kept."""
+        budget = self.config.time_budget_s
+        used = data.get("budget_used_s")
+        if used is not None and budget:
+            return f"resuming: {used:.0f} s of the {budget:.0f} s budget were used before (in {self.config.out})"
+        from ..search.store import Store
+
+        with Store.open(self.config.out, create=False) as store:
+            trials = store.trials()
+        spent = sum(t.seconds for t in trials)
+        text = f"resuming the search in {self.config.out}: {len(trials)} trials ({spent:.0f} s of measuring) were " \
+               f"done before and are not measured again"
+        return text + (f"; this run has its own {budget:.0f} s budget" if budget else "")
 
     def _trial(self, trial: Trial) -> None:
         self.failed += not trial.ok
@@ -137,6 +159,9 @@ class LiveDisplay:
                                          f"screening), {_metric(self.best)}")
         table.add_row("now", self.last)
         return table
+
+
+_STAGES = {"screen": "screening images", "full": "whole evaluation split"}
 
 
 def _metric(trial: Trial) -> str:
@@ -198,16 +223,53 @@ def run_optimize(config: OptimizeConfig, *, live: bool) -> OptimizeResult:
     return result
 
 
+# CLI parameter -> OptimizeConfig field, and the parameters that shape the search space
+PARAM_FIELDS = {"model": "model", "task": "task", "data": "data", "out": "out", "kind": "data_kind",
+                "max_drop": "budget", "objective": "objective", "time_limit": "time_budget_s", "seed": "seed",
+                "screen_images": "screen_images", "eval_images": "eval_images", "max_trials": "max_trials",
+                "task_option": "task_options"}
+SPACE_PARAMS = ("preset", "runtimes", "threads", "scales", "prune", "quant", "simplify", "batch", "instances",
+                "test_hook")
+
+
+def resolve_config(ctx: typer.Context, config_file: Path | None, fields: dict[str, Any],
+                   space_args: dict[str, Any]) -> OptimizeConfig:
+    """The run's config: the command line alone, or a --config file with the options given on the command line
+    replacing its fields (their paths read against the working directory, the file's against its folder)."""
+    from ..search.config_file import config_from_dict, load_config, read_config
+
+    if config_file is None:
+        return replace(config_from_dict(fields, where="command line"), space=build_space_config(**space_args))
+    # by name: typer vendors its own click, whose ParameterSource is another enum than click's
+    given = {p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"}
+    overrides = {field: fields[field] for param, field in PARAM_FIELDS.items() if param in given}
+    for name in ("model", "data", "out"):
+        if name in overrides and not str(overrides[name]).startswith("zoo:"):
+            overrides[name] = Path(overrides[name]).resolve()
+    if "task_options" in overrides:
+        overrides["task_options"] = {**(read_config(config_file).get("task_options") or {}), **fields["task_options"]}
+    config = load_config(config_file, **overrides)
+    if given & set(SPACE_PARAMS):
+        base = None if "preset" in given else config.space
+        config = replace(config, space=build_space_config(**space_args, base=base))
+    return config
+
+
 def register(app: typer.Typer) -> None:
     @app.command("optimize")
     def optimize_cmd(
-        model: Path = typer.Argument(..., help="ONNX model to optimize (never modified)."),
-        task: str = typer.Option(..., "--task", "-T", help="Task whose metric is the accuracy: textdet, ocr, "
+        ctx: typer.Context,
+        model: str = typer.Argument(None, help="ONNX model to optimize (never modified), or zoo:NAME."),
+        task: str = typer.Option(None, "--task", "-T", help="Task whose metric is the accuracy: textdet, ocr, "
                                  "classify, detect, fidelity."),
-        data: Path = typer.Option(..., "--data", "-d", help="Labelled data for the task (split into disjoint "
+        data: Path = typer.Option(None, "--data", "-d", help="Labelled data for the task (split into disjoint "
                                   "calibration and evaluation sets)."),
-        out: Path = typer.Option(..., "--output", "-o", help="Output folder: new, empty, or a previous run to "
+        out: Path = typer.Option(None, "--output", "-o", help="Output folder: new, empty, or a previous run to "
                                  "resume."),
+        config_file: Path = typer.Option(None, "--config", help="Read the run from a YAML or JSON file (the fields "
+                                         "of --save-config's output); options given here override it."),
+        save_config_to: Path = typer.Option(None, "--save-config", help="Write this run's resolved config to FILE "
+                                            "(.yaml or .json), to rerun or edit it with --config."),
         kind: str = typer.Option(None, "--kind", help="Dataset layout when it cannot be detected."),
         max_drop: str = max_drop_option("1%"),
         objective: str = typer.Option("latency", "--objective", help=f"What to optimize: {', '.join(OBJECTIVES)}."),
@@ -227,7 +289,8 @@ def register(app: typer.Typer) -> None:
         instances: str = typer.Option(None, "--instances", help="Parallel sessions (processes) to try, e.g. 1,2 "
                                       "(throughput objective: 1 and all cores)."),
         screen_images: int = typer.Option(16, "--screen-images", help="Evaluation images per screening trial."),
-        eval_images: int = typer.Option(None, "--eval-images", help="Cap on the full evaluation split."),
+        eval_images: int = typer.Option(None, "--eval-images", "--limit", help="Cap on the full evaluation split "
+                                        "(images)."),
         max_trials: int = typer.Option(None, "--max-trials", help="Cap on screened candidates."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data split and the search order."),
         task_option: list[str] = TASK_OPTION,
@@ -237,13 +300,20 @@ def register(app: typer.Typer) -> None:
         """Find the fastest configuration (runtime, threads, input size, pruning, quantization, simplification)
         whose metric stays within --max-drop of the model as given run with OpenCV's defaults. Every trial runs in
         a child process and is saved in OUT/trials.sqlite: run the same command again to resume."""
-        space = build_space_config(preset=preset, runtimes=runtimes, threads=threads, scales=scales, prune=prune,
-                                   quant=quant, simplify=simplify, batches=batch, instances=instances,
-                                   objective=objective, test_hook=test_hook)
-        config = OptimizeConfig(model=model, task=task, data=data, out=out, data_kind=kind,
-                                task_options=parse_task_options(task_option), budget=Budget.parse(max_drop),
-                                objective=objective, time_budget_s=parse_duration(time_limit), seed=seed, space=space,
-                                screen_images=screen_images, eval_images=eval_images, max_trials=max_trials)
+        space_args = dict(preset=preset, runtimes=runtimes, threads=threads, scales=scales, prune=prune, quant=quant,
+                          simplify=simplify, batches=batch, instances=instances, objective=objective,
+                          test_hook=test_hook)
+        fields = {"model": model, "task": task, "data": data, "out": out, "data_kind": kind, "budget": max_drop,
+                  "objective": objective, "time_budget_s": time_limit, "seed": seed, "screen_images": screen_images,
+                  "eval_images": eval_images, "max_trials": max_trials,
+                  "task_options": parse_task_options(task_option)}
+        config = resolve_config(ctx, config_file, fields, space_args)
+        out = config.out
+        if save_config_to is not None:
+            from ..search.config_file import save_config
+
+            err_console.print(f"config: {save_config(config, save_config_to)} (rerun with: cvtune optimize "
+                              f"--config {save_config_to})", highlight=False, markup=False)
         try:
             result = run_optimize(config, live=not as_json)
         except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from ..console import console, err_console
 from ..deploy import is_deploy_file, load_deployed
 from ..pipeline import PredictorSpec, default_task, resolve_workers, run_pipeline, task_names
 from ..runtimes.devices import resolve_target, usable_cores
-from ._options import ENGINE, JSON, TARGET, TASK_OPTION, THREADS, build_runtime, parse_task_options
+from ._options import ENGINE, JSON, LIMIT, TARGET, TASK_OPTION, THREADS, build_runtime, parse_task_options
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
                                  "'cvtune\\[ray]'."),
         ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to use, HOST:PORT or "
                                         "ray://HOST:PORT (implies --ray)."),
+        limit: int = LIMIT,
+        verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own log lines (hidden by default)."),
         as_json: bool = JSON,
     ) -> None:
         """Predict every image (or video frame) and write one JSON row per input, resumably; corrupt inputs get a
@@ -68,7 +70,7 @@ def register(app: typer.Typer) -> None:
         err_console.print(f"run: {Path(spec.model).name} with {rt.label()}, task {spec.task}, {n_workers} "
                           f"{'actor' if use_ray else 'worker'}(s), batch {spec.batch} -> {out}", highlight=False)
         result = run_pipeline(spec, input_path, out, workers=n_workers, ray=use_ray, ray_address=ray_address,
-                              progress=not as_json)
+                              progress=not as_json, verbose=verbose, limit=limit)
         if as_json:
             print(json.dumps(result.to_dict(), indent=2))
             return
