@@ -74,3 +74,9 @@ def test_without_a_config_every_required_field_is_asked_for_by_its_option(tmp_pa
     assert run_cli(["optimize", "zoo:ppocr-cls", "--data", str(tmp_path), "-o", str(tmp_path / "o")]) == 2
     assert "missing the task: give --task on the command line or 'task:' in a --config file" in \
         capsys.readouterr().err
+
+
+def test_the_readme_shows_the_example_file_as_it_is():
+    readme = (EXAMPLE.parents[1] / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert block in EXAMPLE.read_text()

@@ -67,7 +67,7 @@ class PlainProgress:
         task_id = len(self.tasks)
         self.tasks[task_id] = task = _Task(description, total, dict(fields))
         self.out.print(f"{description}: started" + (f" ({total:g} to do)" if total else ""), highlight=False,
-                       markup=False)
+                       markup=False, soft_wrap=True)
         task.last_line = time.monotonic()
         return task_id
 
@@ -100,7 +100,7 @@ class PlainProgress:
             where = f"{task.completed:g} done"
         rate = str(task.fields.get("rate") or "")
         text = f"{task.description}: {where}, {time.monotonic() - task.started:.0f} s" + (f", {rate}" if rate else "")
-        self.out.print(text + (" - done" if final else ""), highlight=False, markup=False)
+        self.out.print(text + (" - done" if final else ""), highlight=False, markup=False, soft_wrap=True)
 
 
 def progress(*, transient: bool = True) -> Progress | PlainProgress:

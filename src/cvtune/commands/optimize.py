@@ -93,7 +93,7 @@ class LiveDisplay:
         if kind == "space":
             err_console.print(f"search space: {data['size']} candidates ({data['strategy']})", highlight=False)
         elif kind == "start" and data.get("resumed"):
-            err_console.print(self._resumed(data), highlight=False, markup=False)
+            err_console.print(self._resumed(data), highlight=False, markup=False, soft_wrap=True)
         elif kind == "progress":
             self.phase, self.done, self.total = data["phase"], data["done"], data["total"]
         elif kind == "build":
@@ -104,7 +104,7 @@ class LiveDisplay:
                 self.phase = f"measuring the baseline ({_STAGES.get(data['rung'], data['rung'])})"
                 if not err_console.is_terminal:
                     err_console.print(f"{self.phase}: {data['candidate'].label()} ...", highlight=False,
-                                      markup=False)
+                                      markup=False, soft_wrap=True)
         elif kind == "trial_done":
             self._trial(data["trial"])
         elif kind == "baseline":
@@ -149,7 +149,9 @@ class LiveDisplay:
         if self.config.time_budget_s:
             remaining = max(0.0, self.config.time_budget_s - (time.monotonic() - self.started))
             left = f", {remaining:.0f} s left of {self.config.time_budget_s:.0f} s"
-        table.add_row("phase", f"{self.phase}: {self.done}/{self.total or '?'} ({self.failed} failed){left}")
+        counts = "" if self.phase.startswith("measuring the baseline") else \
+            f": {self.done}/{self.total or '?'} ({self.failed} failed)"
+        table.add_row("phase", f"{self.phase}{counts}{left}")
         if self.baseline and self.baseline.measured:
             table.add_row("baseline", f"{self.baseline.label}: p50 {self.baseline.p50_ms:.1f} ms, "
                                       f"{_metric(self.baseline)}")
@@ -169,12 +171,14 @@ def _metric(trial: Trial) -> str:
 
 
 def print_summary(result: OptimizeResult) -> None:
+    from ..report import units
     from ..search import get_objective
 
     objective = get_objective(result.objective)
     base, best = result.baseline, result.best
     table = Table(title=f"cvtune optimize: {objective.name}")
-    columns = ("", "configuration", "p50 ms", "images/s", "size MB", "metric", objective.gain_label, "drop")
+    columns = ("", "configuration", "p50 ms", "images/s", "size MB", "metric", objective.gain_label,
+               "change")  # metric change vs baseline, positive = better: the report's sign convention
     for col in columns:
         table.add_column(col, justify="left" if col in ("", "configuration") else "right")
 
@@ -188,7 +192,7 @@ def print_summary(result: OptimizeResult) -> None:
     if best:
         table.add_row("chosen", best.label, *cells(best, result.best_final),
                       f"{result.gain:.2f}x" if result.gain else "n/a",
-                      result.budget.describe(result.drop) if result.drop is not None else "n/a")
+                      units.change(-result.drop, result.budget) if result.drop is not None else "n/a")
     console.print(table)
     if best is None:
         console.print("[bold red]No candidate could be measured on the full evaluation split.[/]")

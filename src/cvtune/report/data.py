@@ -96,7 +96,7 @@ class RunData:
     def change(self, trial: Trial) -> float | None:
         """The trial's metric change against the baseline at the same rung: positive = better (minus the drop)."""
         drop = self.drop(trial)
-        return None if drop is None or math.isinf(drop) else -drop
+        return None if drop is None or math.isinf(drop) else 0.0 - drop  # never -0.0
 
     def change_ci(self, trial: Trial) -> tuple[float, float] | None:
         """The change's range from the trial's metric 95% CI (the baseline's own uncertainty is not included)."""

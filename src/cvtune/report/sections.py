@@ -184,8 +184,8 @@ def sensitivities(run: RunData, *, top: int = 6) -> list[Sensitivity]:
         for curve in data.get("curves", []):
             points = sorted((float(lv), float(m)) for lv, m in (curve.get("metrics") or {}).items())
             changes = [(lv, (m - baseline) / abs(baseline) if baseline else m - baseline) for lv, m in points]
-            if changes:
-                curves.append((str(curve.get("name", "?")), changes))
+            if changes:  # level 0 is the model as given: no change, by definition
+                curves.append((str(curve.get("name", "?")), [(0.0, 0.0), *changes]))
         curves.sort(key=lambda c: min(v for _, v in c[1]))
         out.append(Sensitivity(path, str(data.get("method", "")), str(data.get("metric", "metric")), baseline,
                                curves[:top], dict(data.get("allocation") or {})))

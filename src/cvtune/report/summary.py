@@ -27,7 +27,7 @@ def latency(trial: Trial | None) -> str:
     p10, p50, p90 = spread(trial.timing)
     runs = f", {trial.timing.runs} runs" if trial.timing.runs else ""
     if p10 is not None:
-        return f"p50 {units.ms(p50)} (p10-p90 {units.ms(p10)}-{units.ms(p90)}{runs})"
+        return f"p50 {units.ms(p50)} (p10-p90 {units.ms_range(p10, p90)}{runs})"
     return f"p50 {units.ms(p50)} (p90 {units.ms(p90)}{runs})"
 
 

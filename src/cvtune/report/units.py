@@ -12,6 +12,11 @@ def ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
 
 
+def ms_range(low: float, high: float) -> str:
+    """'2.68-10.4 ms'."""
+    return f"{ms(low).removesuffix(' ms')}-{ms(high)}"
+
+
 def megabytes(n_bytes: float | None) -> str:
     return "n/a" if n_bytes is None else f"{n_bytes / 1e6:.2f} MB"
 
