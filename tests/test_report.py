@@ -123,6 +123,7 @@ def test_recorded_sections_render_and_absent_ones_say_not_recorded(tmp_path):
     best = _trial(ORT, 50.0, 0.90, rung="full", started=1.0)
     bare = _run(tmp_path, [base, best], baseline=base, best=best)
     html, md = render_html(bare), render_markdown(bare)
+    assert "expected gain" not in html  # no trial recorded why it was tried: no empty column
     for section in ("profile", "timeline"):
         assert "not recorded" in html.split(f'id="{section}"', 1)[1].split("</section>", 1)[0]
     assert "claim re-measured</td><td>not recorded" in html and "not computed" in html
@@ -133,6 +134,9 @@ def test_recorded_sections_render_and_absent_ones_say_not_recorded(tmp_path):
                 profiles={"baseline": {"Conv": 80.0, "Add": 20.0}, "best": {"Conv": 41.0, "Relu": 9.0}},
                 result={"claim": {"claimed": 0.9, "remeasured": 0.899, "ci": [0.88, 0.91], "agrees": True}})
     html = render_html(full)
+    assert "expected gain" not in html
+    why = render_html(_run(tmp_path, [base, best.with_(extra={"why": 2.5})], baseline=base, best=best))
+    assert "<th>expected gain</th>" in why and '<td class="num" data-label="expected gain" data-v="2.5">2.5</td>' in why
     assert 'class="chart timeline"' in html and "<b>9 s</b> ort:cpu t1 | as given: 50.0 ms, hmean 0.9000" in html
     assert "baseline: opencv:new/cpu t1 | as given: 100.00 ms per inference" in html and "80.00 ms (80%)" in html
     assert "re-measured through deploy.json 0.899 (95% CI 0.88-0.91): agrees" in html
