@@ -6,6 +6,7 @@ This file holds no logic: it discovers command modules and turns cvtune's errors
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -31,6 +32,9 @@ for _info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.nam
 
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the CLI in-process and return its exit code (tests call this; `main` exits with it)."""
+    # OpenCV prints importer errors to stderr before raising; the CLI reports them as one clear line instead. Set
+    # here, for the command line's own process (and the children it starts), never when cvtune is imported.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
     try:
         app(args=argv, prog_name="cvtune")  # standalone mode: usage errors and --help end in SystemExit
     except SystemExit as exc:

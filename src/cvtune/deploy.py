@@ -1,7 +1,8 @@
 """Load a deploy.json (written by the optimizer) and run what it describes:
 
     deployed = load_deployed("out/deploy.json")
-    prediction = deployed.predict(cv2.imread("page.png"))
+    prediction = deployed.predict(cv2.imread("page.png"))                       # one image -> its prediction
+    predictions = deployed.predict([cv2.imread(p) for p in ("a.png", "b.png")])  # a list -> one per image
 
 deploy.json: {"model": "model.onnx" (relative to the deploy.json folder), "runtime": Runtime.to_dict(),
 "task": "textdet", "task_options": {...}, "input_size": [H, W] or null, "batch": 1, "instances": 1,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,16 +98,28 @@ class Deployed:
         """A new session of the deployed model with the deployed runtime settings."""
         return self.runtime.open(self.model_path)
 
-    def predict(self, image: np.ndarray) -> Any:
-        """One BGR uint8 image -> the task's prediction (session opened on first use)."""
-        if "session" not in self._state:
-            self._state["session"] = self.open()
-        return self.task.predict(self._state["session"], image)
+    def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> Any:
+        """One BGR uint8 image (H, W, 3) -> the task's prediction; a list of images (or an (N, H, W, 3) array) -> a
+        list of predictions, in order, run through the model in batches of the deployed batch size where the
+        images preprocess to the same shape (as `cvtune run` does). The session is opened on first use."""
+        single = isinstance(images, np.ndarray) and images.ndim in (2, 3)
+        batch = [images] if single else list(images)
+        for i, image in enumerate(batch):
+            if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+                shape = tuple(image.shape) if isinstance(image, np.ndarray) else type(image).__name__
+                raise UsageError(f"predict takes BGR images of shape (H, W, 3), as cv2.imread returns them, or a "
+                                 f"list of them; image {i} is {shape}")
+        if "predictor" not in self._state:
+            from .pipeline.predictor import Predictor
+
+            self._state["predictor"] = Predictor(self.spec(), session=self.open())
+        results = self._state["predictor"].predict(batch) if batch else []
+        return results[0] if single else results
 
     def close(self) -> None:
-        session = self._state.pop("session", None)
-        if session is not None:
-            session.close()
+        predictor = self._state.pop("predictor", None)
+        if predictor is not None:
+            predictor.close()
         task = self._state.pop("task", None)
         if task is not None:
             task.close()

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..console import console, progress
-from ._options import JSON
+from ._options import JSON, LIMIT
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         kind: str = typer.Option(None, "--kind", help="Layout: images, classification, coco, icdar, ocr_lines "
                                                       "(default: detected)."),
         check: bool = typer.Option(False, "--check", help="Decode every image and report unreadable ones."),
+        limit: int = LIMIT,
         as_json: bool = JSON,
     ) -> None:
         """Show which layout a dataset has, how many samples and classes, and (with --check) unreadable files."""
@@ -37,9 +38,12 @@ def register(app: typer.Typer) -> None:
             row["boxes"] = len(boxes)
             row["dont_care"] = sum(b.ignore for b in boxes)
         if check:
+            checked = dataset.limit(limit)  # --limit: decode only the first N images
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                row["readable"] = sum(1 for _ in iter_images(dataset))
+                row["readable"] = sum(1 for _ in iter_images(checked))
+            if limit is not None:
+                row["checked"] = len(checked)  # a limited dataset shares the loader's record of skipped files
             row["skipped"] = [[str(p), why] for p, why in dataset.skipped]
         if as_json:
             print(json.dumps(row, indent=2, ensure_ascii=False))

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         the article-style baseline (the model as given, OpenCV defaults), and write OUT/search/report.html."""
         from ..budget import Budget, parse_duration
         from ..demo import demo_config, demo_data
+        from ..search.config_file import save_config
         from .optimize import print_summary, run_optimize
 
         Budget.parse(max_drop), parse_duration(time_limit)  # bad options fail before anything is generated
@@ -34,6 +35,8 @@ def register(app: typer.Typer) -> None:
         config = demo_config(out, data, time=time_limit, max_drop=max_drop, preset=preset)
         console.print(f"[bold]cvtune demo[/]: {zoo.get('ppocr-det').description}; {images} generated images; "
                       f"budget {max_drop} hmean drop, {time_limit} of search", highlight=False)
+        saved = save_config(config, out / "optimize.yaml")  # a starting point for the user's own runs
+        console.print(f"config: {saved} (edit it, then: cvtune optimize --config {saved})", highlight=False)
         result = run_optimize(config, live=True)
         print_summary(result)
         if result.exported is not None and result.exported.is_file():

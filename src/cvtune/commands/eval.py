@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ..console import console
+from ..console import console, err_console
 from ._options import (
     JSON,
     LIMIT,
@@ -83,12 +83,19 @@ def register(app: typer.Typer) -> None:
         pre = spec.preprocessing
         warn_if_guessed(pre, model, preprocess)
         dataset = load_eval_dataset(data, kind)
+        task_obj = spec.build()
+        task_obj.bind(dataset)
+        helpers = task_obj.aux_models() if hasattr(task_obj, "aux_models") else {}  # e.g. ocr's detector
+        if helpers and not as_json:
+            err_console.print(f"{task} uses: " + "; ".join(f"{k} {v}" for k, v in helpers.items()) + " (choose with "
+                              f"--task-option {' '.join(f'{k}=...' for k in helpers)})", highlight=False,
+                              markup=False, soft_wrap=True)
         start = time.perf_counter()
-        metrics = evaluate(model, rt, spec.build(), dataset, limit=limit, progress=not as_json)
+        metrics = evaluate(model, rt, task_obj, dataset, limit=limit, progress=not as_json)
         elapsed = time.perf_counter() - start
         result = {**metrics.to_dict(), "model": str(model), "data": str(data), "runtime": rt.to_dict(),
                   "preprocessing": pre.to_string() if pre else None, "preprocessing_source": spec.preprocessing_source,
-                  "seconds": round(elapsed, 3)}
+                  "seconds": round(elapsed, 3), **({"helper_models": helpers} if helpers else {})}
         if as_json:
             print(json.dumps(result, indent=2, ensure_ascii=False))
             return
@@ -103,5 +110,7 @@ def register(app: typer.Typer) -> None:
         table.add_row("runtime", rt.label())
         if pre is not None:
             table.add_row("preprocessing", f"{pre.source}: {pre.to_string()}")
+        for name, used in helpers.items():
+            table.add_row(name, used)
         table.add_row("time", f"{elapsed:.1f} s")
         console.print(table)

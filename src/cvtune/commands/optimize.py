@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from ..console import console, err_console
 from ..errors import UsageError
-from ..search import OBJECTIVES, Budget, OptimizeConfig, OptimizeResult, SpaceConfig, optimize, parse_duration
+from ..search import OBJECTIVES, OptimizeConfig, OptimizeResult, SpaceConfig, optimize
 from ..search.measure import Incumbent, Outcome
 from ..search.records import Trial
 from ..search.space import SPACE_PRESETS, space_preset
@@ -53,14 +54,15 @@ def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
 def build_space_config(*, preset: str, runtimes: str | None, threads: str | None, scales: str | None,
                        prune: str | None, quant: str | None, simplify: bool | None, batches: str | None,
                        instances: str | None = None, objective: str = "latency",
-                       test_hook: str | None = None) -> SpaceConfig:
-    """The preset's SpaceConfig with the CLI's comma-separated lists replacing its fields where given. For the
-    throughput objective, batches 1,4 and 1..all-cores instances are tried unless given."""
+                       test_hook: str | None = None, base: SpaceConfig | None = None) -> SpaceConfig:
+    """The preset's SpaceConfig (or `base`, a config file's space) with the CLI's comma-separated lists replacing
+    its fields where given. For the throughput objective, batches 1,4 and 1..all-cores instances are tried unless
+    given (or the base says)."""
     from ..passes import ChannelPrune, Simplify
     from ..search.space import default_threads, slot_choices
 
     settings: dict[str, Any] = {}
-    if objective == "throughput":
+    if objective == "throughput" and base is None:
         settings.update(batches=(1, 4), instances=tuple(sorted({1, max(default_threads())})))
     if instances is not None:
         settings["instances"] = _ints(instances, "instances")
@@ -72,7 +74,7 @@ def build_space_config(*, preset: str, runtimes: str | None, threads: str | None
             settings[name] = value
     if test_hook:
         settings["debug"] = (test_hook,)
-    space = space_preset(preset, **settings)
+    space = replace(base, **settings) if base is not None else space_preset(preset, **settings)
     if prune is not None:
         _floats(prune, "prune")  # numbers only
         like = next((p for p in space.slot_values("prune") if p is not None), ChannelPrune())
@@ -106,7 +108,7 @@ class LiveDisplay:
         if kind == "start":
             self.now = "measuring the model as given (the baseline)"
             if data.get("resumed"):
-                self._say(f"resuming the search in {self.config.out}: stages already measured are reused")
+                self._say(self._resumed(data))
         elif kind == "space":
             self.total = data["size"] - 1
             self._say(f"search space: {data['size']} candidates, order: {data['strategy']}")
@@ -144,6 +146,21 @@ class LiveDisplay:
             what = f"{gain}{drop}: {outcome.verdict}" + (" -> new best" if outcome.promoted else "")
         self._say(f"[{self.done}/{self.total}] {outcome.candidate.label()}: {what}")
 
+    def _resumed(self, data: dict[str, Any]) -> str:
+        """What a resumed run inherits: the budget already used (when the search says) or the trials kept."""
+        budget = self.config.time_budget_s
+        used = data.get("budget_used_s")
+        if used is not None and budget:
+            return f"resuming: {used:.0f} s of the {budget:.0f} s budget were used before (in {self.config.out})"
+        from ..search.store import Store
+
+        with Store.open(self.config.out, create=False) as store:
+            trials = store.trials()
+        spent = sum(t.seconds for t in trials)
+        text = f"resuming the search in {self.config.out}: {len(trials)} trials ({spent:.0f} s of measuring) were " \
+               f"done before and are not measured again"
+        return text + (f"; this run has its own {budget:.0f} s budget" if budget else "")
+
     def render(self) -> Table:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
@@ -162,17 +179,22 @@ class LiveDisplay:
         return table
 
 
+_STAGES = {"screen": "screening images", "full": "whole evaluation split"}
+
+
 def _metric(trial: Trial) -> str:
     return "no metric" if trial.metric is None else f"{trial.metric.name} {trial.metric.value:.4f}"
 
 
 def print_summary(result: OptimizeResult) -> None:
+    from ..report import units
     from ..search import get_objective
 
     objective = get_objective(result.objective)
     base, best = result.baseline, result.best
     table = Table(title=f"cvtune optimize: {objective.name}")
-    columns = ("", "configuration", "p50 ms", "images/s", "size MB", "metric", objective.gain_label, "drop")
+    columns = ("", "configuration", "p50 ms", "images/s", "size MB", "metric", objective.gain_label,
+               "change")  # metric change vs baseline, positive = better: the report's sign convention
     for col in columns:
         table.add_column(col, justify="left" if col in ("", "configuration") else "right")
 
@@ -186,7 +208,7 @@ def print_summary(result: OptimizeResult) -> None:
     if best and result.improved:
         table.add_row("answer", best.label, *cells(best, result.best_final),
                       f"{result.gain:.2f}x" if result.gain else "n/a",
-                      result.budget.describe(result.drop) if result.drop is not None else "n/a")
+                      units.change(-result.drop, result.budget) if result.drop is not None else "n/a")
     console.print(table)
     claim = result.claim or {}
     if result.improved:
@@ -223,16 +245,53 @@ def run_optimize(config: OptimizeConfig, *, live: bool, explain: bool = False) -
     return result
 
 
+# CLI parameter -> OptimizeConfig field, and the parameters that shape the search space
+PARAM_FIELDS = {"model": "model", "task": "task", "data": "data", "out": "out", "kind": "data_kind",
+                "max_drop": "budget", "objective": "objective", "time_limit": "time_budget_s", "seed": "seed",
+                "eval_images": "eval_images", "max_trials": "max_trials", "task_option": "task_options",
+                "preprocess": "preprocess", "strategy": "strategy", "workers": "eval_workers"}
+SPACE_PARAMS = ("preset", "runtimes", "threads", "scales", "prune", "quant", "simplify", "batch", "instances",
+                "test_hook")
+
+
+def resolve_config(ctx: typer.Context, config_file: Path | None, fields: dict[str, Any],
+                   space_args: dict[str, Any]) -> OptimizeConfig:
+    """The run's config: the command line alone, or a --config file with the options given on the command line
+    replacing its fields (their paths read against the working directory, the file's against its folder)."""
+    from ..search.config_file import config_from_dict, load_config, read_config
+
+    if config_file is None:
+        return replace(config_from_dict(fields, where="command line"), space=build_space_config(**space_args))
+    # by name: typer vendors its own click, whose ParameterSource is another enum than click's
+    given = {p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"}
+    overrides = {field: fields[field] for param, field in PARAM_FIELDS.items() if param in given}
+    for name in ("model", "data", "out"):
+        if name in overrides and not str(overrides[name]).startswith("zoo:"):
+            overrides[name] = Path(overrides[name]).resolve()
+    if "task_options" in overrides:
+        overrides["task_options"] = {**(read_config(config_file).get("task_options") or {}), **fields["task_options"]}
+    config = load_config(config_file, **overrides)
+    if given & set(SPACE_PARAMS):
+        base = None if "preset" in given else config.space
+        config = replace(config, space=build_space_config(**space_args, base=base))
+    return config
+
+
 def register(app: typer.Typer) -> None:
     @app.command("optimize")
     def optimize_cmd(
-        model: Path = typer.Argument(..., help="ONNX model to optimize (never modified)."),
+        ctx: typer.Context,
+        model: str = typer.Argument(None, help="ONNX model to optimize (never modified), or zoo:NAME."),
         task: str = typer.Option(None, "--task", "-T", help="Task whose metric is the accuracy: textdet, ocr, "
                                  "classify, detect, fidelity, or a --task-plugin's task."),
-        data: Path = typer.Option(..., "--data", "-d", help="Labelled data for the task (split into disjoint "
+        data: Path = typer.Option(None, "--data", "-d", help="Labelled data for the task (split into disjoint "
                                   "calibration and evaluation sets)."),
-        out: Path = typer.Option(..., "--output", "-o", help="Output folder: new, empty, or a previous run to "
+        out: Path = typer.Option(None, "--output", "-o", help="Output folder: new, empty, or a previous run to "
                                  "resume."),
+        config_file: Path = typer.Option(None, "--config", help="Read the run from a YAML or JSON file (the fields "
+                                         "of --save-config's output); options given here override it."),
+        save_config_to: Path = typer.Option(None, "--save-config", help="Write this run's resolved config to FILE "
+                                            "(.yaml or .json), to rerun or edit it with --config."),
         kind: str = typer.Option(None, "--kind", help="Dataset layout when it cannot be detected."),
         max_drop: str = max_drop_option("1%"),
         objective: str = typer.Option("latency", "--objective", help=f"What to optimize: {', '.join(OBJECTIVES)}."),
@@ -251,8 +310,9 @@ def register(app: typer.Typer) -> None:
         batch: str = typer.Option(None, "--batch", help="Batch sizes to try (throughput objective: 1,4)."),
         instances: str = typer.Option(None, "--instances", help="Parallel sessions (processes) to try, e.g. 1,2 "
                                       "(throughput objective: 1 and all cores)."),
-        eval_images: int = typer.Option(None, "--eval-images", help="Cap on the evaluation split (accuracy stops "
-                                        "earlier when a candidate is clearly inside or outside the budget)."),
+        eval_images: int = typer.Option(None, "--eval-images", "--limit", help="Cap on the evaluation split "
+                                        "(accuracy stops earlier when a candidate is clearly inside or outside the "
+                                        "budget)."),
         max_trials: int = typer.Option(None, "--max-trials", help="Cap on candidates measured."),
         strategy: str = typer.Option("anytime", "--strategy", help="Order candidates are tried in: anytime (the "
                                      "highest expected gain per second first), enumerate, optuna-tpe."),
@@ -277,19 +337,22 @@ def register(app: typer.Typer) -> None:
 
         Exit codes: 0 = an answer better than the model as given, within the budget; 3 = nothing beat the model
         as given (OUT/best holds it); 2 = bad input; 130 = interrupted (resume with the same command)."""
-        space = build_space_config(preset=preset, runtimes=runtimes, threads=threads, scales=scales, prune=prune,
-                                   quant=quant, simplify=simplify, batches=batch, instances=instances,
-                                   objective=objective, test_hook=test_hook)
+        space_args = dict(preset=preset, runtimes=runtimes, threads=threads, scales=scales, prune=prune, quant=quant,
+                          simplify=simplify, batches=batch, instances=instances, objective=objective,
+                          test_hook=test_hook)
         task_options = parse_task_options(task_option)
         task = apply_task_plugin(task_plugin, task, task_options)
-        if task is None:
-            raise UsageError("say which task's metric is the accuracy: --task textdet | ocr | classify | detect | "
-                             "fidelity, or --task-plugin my_task.py")
-        config = OptimizeConfig(model=model, task=task, data=data, out=out, data_kind=kind,
-                                task_options=task_options, preprocess=preprocess, budget=Budget.parse(max_drop),
-                                objective=objective, time_budget_s=parse_duration(time_limit), seed=seed, space=space,
-                                eval_images=eval_images, max_trials=max_trials, strategy=strategy,
-                                eval_workers=workers)
+        fields = {"model": model, "task": task, "data": data, "out": out, "data_kind": kind, "budget": max_drop,
+                  "objective": objective, "time_budget_s": time_limit, "seed": seed, "eval_images": eval_images,
+                  "max_trials": max_trials, "task_options": task_options, "preprocess": preprocess,
+                  "strategy": strategy, "eval_workers": workers}
+        config = resolve_config(ctx, config_file, fields, space_args)
+        out = config.out
+        if save_config_to is not None:
+            from ..search.config_file import save_config
+
+            err_console.print(f"config: {save_config(config, save_config_to)} (rerun with: cvtune optimize "
+                              f"--config {save_config_to})", highlight=False, markup=False)
         try:
             result = run_optimize(config, live=not as_json, explain=explain)
         except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from ..runtimes.devices import usable_cores
 from ._options import (
     ENGINE,
     JSON,
+    LIMIT,
     PREPROCESS,
     TARGET,
     TASK_OPTION,
@@ -58,6 +59,8 @@ def register(app: typer.Typer) -> None:
         ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to use, HOST:PORT or "
                                         "ray://HOST:PORT (implies --ray)."),
         preprocess: str = PREPROCESS,
+        limit: int = LIMIT,
+        verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own log lines (hidden by default)."),
         as_json: bool = JSON,
     ) -> None:
         """Predict every image (or video frame) and write one JSON row per input, resumably; corrupt inputs get a
@@ -93,7 +96,7 @@ def register(app: typer.Typer) -> None:
         err_console.print(f"run: {Path(spec.model).name} with {rt.label()}, task {spec.task}, {n_workers} "
                           f"{'actor' if use_ray else 'worker'}(s), batch {spec.batch} -> {out}", highlight=False)
         result = run_pipeline(spec, input_path, out, workers=n_workers, ray=use_ray, ray_address=ray_address,
-                              progress=not as_json)
+                              progress=not as_json, verbose=verbose, limit=limit)
         if as_json:
             print(json.dumps(result.to_dict(), indent=2))
             return

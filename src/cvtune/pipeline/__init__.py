@@ -11,6 +11,8 @@ Locally (threads) or on Ray (`ray=True`): the same PredictorSpec, so the same ro
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +81,9 @@ def check_batch(model_path: str | Path, batch: int) -> None:
 
 def run_pipeline(spec: PredictorSpec, source: ImageSource | VideoSource | str | Path, out: str | Path, *,
                  workers: int = 1, ray: bool = False, ray_address: str | None = None,
-                 progress: bool = True) -> PipelineResult:
-    """Predict every input of `source` not yet in `out` and append one row per input to `out`."""
+                 progress: bool = True, verbose: bool = False, limit: int | None = None) -> PipelineResult:
+    """Predict every input of `source` (the first `limit` only, when given) not yet in `out` and append one row per
+    input to `out`. `verbose` shows Ray's own log lines."""
     if not isinstance(source, ImageSource | VideoSource):
         source = open_source(source)
     out = Path(out)
@@ -88,11 +91,21 @@ def run_pipeline(spec: PredictorSpec, source: ImageSource | VideoSource | str | 
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a file name such as results.jsonl")
     workers = resolve_workers(workers)
+    if limit is not None:
+        if limit < 1:
+            raise UsageError(f"--limit must be >= 1 (got {limit})")
+        if isinstance(source, ImageSource):
+            source = dataclasses.replace(source, files=source.files[:limit])
     check_batch(spec.model, spec.batch)
     spec.build_task().close()  # bad task options fail here, once, before any thread or actor starts
     done = read_done(out, source.key_field)
     pending = source.pending(done)
-    remaining = None if source.total is None else max(source.total - len(done), 0)
+    total = source.total
+    if limit is not None and isinstance(source, VideoSource):  # the first `limit` frames
+        pending = itertools.takewhile(lambda item: item[1] < limit, pending)
+        total = min(total or limit, limit)
+        done = {d for d in done if isinstance(d, int) and d < limit}
+    remaining = None if total is None else max(total - len(done), 0)
     writer = ResultWriter(out)
     start = time.perf_counter()
     backend = "ray" if ray else "local"
@@ -101,7 +114,8 @@ def run_pipeline(spec: PredictorSpec, source: ImageSource | VideoSource | str | 
         if ray:
             from .ray_runner import run_ray
 
-            run_ray(pending, spec, writer, source.key_field, workers=workers, address=ray_address, on_rows=on_rows)
+            run_ray(pending, spec, writer, source.key_field, workers=workers, address=ray_address, on_rows=on_rows,
+                    verbose=verbose)
         else:
             from .local import run_local
 
@@ -111,7 +125,7 @@ def run_pipeline(spec: PredictorSpec, source: ImageSource | VideoSource | str | 
         if bar is not None:
             bar.stop()
     return PipelineResult(out=out, written=writer.written, errors=writer.errors, already_done=len(done),
-                          total=source.total, seconds=time.perf_counter() - start, workers=workers, backend=backend)
+                          total=total, seconds=time.perf_counter() - start, workers=workers, backend=backend)
 
 
 def _progress(enabled: bool, total: int | None, backend: str, start: float):

@@ -4,15 +4,19 @@ workers, so the rows are identical to the local pipeline's. Results stream back 
 same ResultWriter (incremental, resumable).
 
 With no address a local Ray is started (2 CPUs, no dashboard) and shut down at the end. An address that does not
-answer within a few seconds is a clear error, not a hang.
+answer within a few seconds is a clear error, not a hang. Ray's own log lines (its C++ core and Python loggers write
+to file descriptor 2) go to a temporary log file unless `verbose`, so cvtune's output stays cvtune's; a failure
+names that file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,9 +84,57 @@ class _RayPredictor:
                 "row": np.array([json.dumps(row, ensure_ascii=False) for _, row in rows], dtype=object)}
 
 
+@contextlib.contextmanager
+def ray_output(verbose: bool) -> Iterator[Path | None]:
+    """While Ray runs: unless `verbose`, file descriptor 2 (where Ray's core and loggers write) goes to a temporary
+    log file, and cvtune's own stderr console keeps writing to the terminal; Ray's environment switches are set
+    for this run only. Yields the log file (None when verbose)."""
+    env = {"RAY_USAGE_STATS_ENABLED": "0", **({} if verbose else {"RAY_BACKEND_LOG_LEVEL": "error"})}
+    before = {k: os.environ.get(k) for k in env}
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    try:
+        if verbose:
+            yield None
+        else:
+            with _stderr_to_log() as log:
+                yield log
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _stderr_to_log() -> Iterator[Path]:
+    from ..console import err_console
+
+    log = tempfile.NamedTemporaryFile(prefix="cvtune-ray-", suffix=".log", delete=False)
+    try:
+        err_console.file.flush()
+    except (AttributeError, ValueError):
+        pass
+    terminal = os.dup(2)
+    own = os.fdopen(os.dup(terminal), "w", buffering=1, encoding="utf-8", errors="replace")
+    os.dup2(log.fileno(), 2)
+    err_console.file = own
+    try:
+        yield Path(log.name)
+    finally:
+        err_console.file = None  # back to sys.stderr
+        own.close()
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        log.close()
+
+
 def run_ray(pending: Iterator[tuple[int, Any, Any]], spec: PredictorSpec, writer: ResultWriter, key_field: str, *,
-            workers: int, address: str | None = None, on_rows: Callable[[int], None] | None = None) -> None:
-    """Process every pending (seq, key, Path) on Ray and write one row per input through `writer`."""
+            workers: int, address: str | None = None, on_rows: Callable[[int], None] | None = None,
+            verbose: bool = False) -> None:
+    """Process every pending (seq, key, Path) on Ray and write one row per input through `writer`; Ray's own log
+    lines are shown only when `verbose`."""
     items = []
     for seq, key, payload in pending:
         if not isinstance(payload, Path):
@@ -93,7 +145,19 @@ def run_ray(pending: Iterator[tuple[int, Any, Any]], spec: PredictorSpec, writer
         return
     if address:
         check_address(address)  # before importing Ray: a dead address is reported the same with or without it
-    ray = import_ray()
+    with ray_output(verbose) as log:
+        try:
+            _run(import_ray(), items, spec, writer, key_field, workers=workers, address=address, on_rows=on_rows)
+        except TrialFailed as exc:
+            if log is None:
+                raise
+            raise TrialFailed(f"{exc} (Ray's log: {log}; rerun with --verbose to see it)") from None
+        if log is not None:
+            log.unlink(missing_ok=True)
+
+
+def _run(ray, items: list[dict[str, Any]], spec: PredictorSpec, writer: ResultWriter, key_field: str, *,
+         workers: int, address: str | None, on_rows: Callable[[int], None] | None) -> None:
     started_here = not ray.is_initialized()
     if started_here:
         _init(ray, address, workers)
@@ -124,8 +188,6 @@ def run_ray(pending: Iterator[tuple[int, Any, Any]], spec: PredictorSpec, writer
 
 
 def _init(ray, address: str | None, workers: int) -> None:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.WARNING)
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,

@@ -17,12 +17,15 @@ FEED_AXES = ("runtime", "threads", "input_size", "input_scale", "batch")
 RUNTIME_CONTEXT = ("threads",)  # axes whose effect is reported per runtime (passes are too)
 
 
-def _runtime_name(rt: dict[str, Any]) -> str:
+def runtime_name(rt: dict[str, Any]) -> str:
+    """A runtime's settings (without threads) in words: 'OpenCV new engine', 'ONNX Runtime'."""
     if rt.get("runtime") == "opencv":
         return f"OpenCV {rt.get('engine', 'auto')} engine" + (f" ({rt['target']})" if rt.get("target", "cpu") != "cpu"
                                                                else "")
     if rt.get("runtime") == "ort":
         return "ONNX Runtime" + (f" ({rt['provider']})" if rt.get("provider", "cpu") != "cpu" else "")
+    if rt.get("runtime") == "openvino":
+        return f"OpenVINO ({rt.get('device', 'CPU')}, {rt.get('hint', 'latency')} hint)"
     return str(rt.get("runtime"))
 
 
@@ -30,7 +33,7 @@ def _axes(trial: Trial) -> dict[str, Any]:
     cand = trial.candidate
     rt = cand.runtime.to_dict()
     threads = rt.pop("threads", None)
-    axes: dict[str, Any] = {"runtime": _runtime_name(rt), "threads": threads or 0, "input_size": cand.input_size,
+    axes: dict[str, Any] = {"runtime": runtime_name(rt), "threads": threads or 0, "input_size": cand.input_size,
                             "input_scale": cand.input_scale, "batch": cand.batch, "instances": cand.instances,
                             "debug": cand.debug}
     for slot in slots():

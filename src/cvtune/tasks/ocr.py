@@ -2,7 +2,9 @@
 
 The model under evaluation is the recognizer. On an `ocr_lines` dataset each image is one text line (headline:
 exact line accuracy, plus CER). On an `icdar` dataset the task runs the detector (zoo ppocr-det unless det_model
-is given) and the orientation classifier itself, crops each box, and scores GT lines read correctly.
+is given) and the orientation classifier itself, crops each box, and scores GT lines read correctly. Which helper
+models it uses is an option (`detector=...`, `classifier=...`: a model file, a zoo name, or `none` for no
+orientation classifier) and `aux_models()` says which ones it runs.
 Texts are compared after whitespace normalization. By default spaces are ignored altogether (ignore_space=True,
 PaddleOCR's RecMetric default: PP-OCR models often drop or add spaces between Latin words) and case matters
 (case_sensitive=True); CER uses the same normalization.
@@ -30,6 +32,28 @@ from .textdet import TextDetTask, text_boxes
 
 MODES = ("auto", "lines", "e2e")
 CLS_SHAPE = (48, 192)
+OFF = ("none", "off", "false", "0")
+
+
+def _helper_model(value: str | Path | None, what: str) -> Path | None:
+    """A helper model given as a file or a zoo name (ppocr-det, zoo:ppocr-det); None when not given."""
+    if value is None:
+        return None
+    text = str(value)
+    name = text.removeprefix("zoo:")
+    if name in ZOO:
+        return zoo_path(name)
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UsageError(f"ocr {what} model not found: {text}; give a model file or a zoo name "
+                         f"({', '.join(ZOO)})" + (" (or none)" if what == "classifier" else ""))
+    return path
+
+
+def _describe(path: Path) -> str:
+    entry = next((name for name in ZOO if zoo_path(name).resolve() == path.resolve()), None) \
+        if path.is_file() else None
+    return f"zoo {entry} ({path})" if entry else str(path)
 
 
 class OcrTask(Task):
@@ -45,8 +69,13 @@ class OcrTask(Task):
                  cls_model: str | Path | None = None, det_model: str | Path | None = None,
                  aux_runtime: Runtime | str | None = None, det_options: dict[str, Any] | None = None,
                  cls_thresh: float = 0.9, rec_batch: int = 6, case_sensitive: bool = True, ignore_space: bool = True,
-                 iou_thresh: float = 0.5, **options: Any) -> None:
+                 iou_thresh: float = 0.5, detector: str | Path | None = None, classifier: str | Path | None = None,
+                 **options: Any) -> None:
         super().__init__(preprocessing or ZOO["ppocr-rec"].preprocessing, input_size=input_size, **options)
+        if classifier is not None and str(classifier).lower() in OFF:
+            use_cls, classifier = False, None
+        det_model = _helper_model(detector, "detector") or det_model
+        cls_model = _helper_model(classifier, "classifier") or cls_model
         if mode not in MODES:
             raise UsageError(f"unknown ocr mode '{mode}'; choose one of: {', '.join(MODES)}")
         if rec_batch < 1:
@@ -71,6 +100,15 @@ class OcrTask(Task):
         for aux in (self.cls, self._det):
             if aux is not None:
                 aux.close()
+
+    def aux_models(self) -> dict[str, str]:
+        """Which helper models this task runs, in words (eval prints it): the detector and orientation classifier."""
+        if self.mode == "lines":
+            detector = "not used (the data are line crops)"
+        else:
+            detector = _describe(Path(self._det_model) if self._det_model else zoo_path("ppocr-det"))
+        classifier = _describe(self.cls.path) if self.cls is not None else "off"
+        return {"detector": detector, "classifier": classifier}
 
     @property
     def det(self) -> AuxModel:
