@@ -17,7 +17,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "optimize.yaml"
 
 def _trials(out: Path) -> dict[tuple[str, str], float]:
     with Store.open(out, create=False) as store:
-        return {(t.key, t.rung): t.finished for t in store.trials()}
+        return {(t.key, t.rung): t.finished for t in store.trials() if t.rung != "result"}  # measured stages
 
 
 def test_the_example_config_runs_with_command_line_overrides_and_its_saved_config_reruns_the_same_search(
@@ -25,8 +25,8 @@ def test_the_example_config_runs_with_command_line_overrides_and_its_saved_confi
     saved = tmp_path / "conf" / "run.yaml"
     out = tmp_path / "run"
     overrides = ["--data", str(tiny_image_dir), "-o", str(out), "--threads", "1", "--prune", "0",
-                 "--screen-images", "2", "--eval-images", "4"]
-    assert run_cli(["optimize", "--config", str(EXAMPLE), *overrides, "--save-config", str(saved), "--json"]) == 0
+                 "--eval-images", "4"]
+    assert run_cli(["optimize", "--config", str(EXAMPLE), *overrides, "--save-config", str(saved), "--json"]) in (0, 3)
     config = load_config(saved)
     assert config.data == tiny_image_dir and config.out == out  # the command line won
     assert config.space.threads == (1,) and config.space.slot_values("prune") == (None,)
@@ -37,7 +37,7 @@ def test_the_example_config_runs_with_command_line_overrides_and_its_saved_confi
     # The saved config alone: the same search, so it resumes and measures
     # nothing (a candidate the CLI run did not have would be measured now and show up here).
     capsys.readouterr()
-    assert run_cli(["optimize", "--config", str(saved), "--json"]) == 0
+    assert run_cli(["optimize", "--config", str(saved), "--json"]) in (0, 3)  # 3: the model as given won
     assert '"resumed": true' in capsys.readouterr().out and _trials(out) == first
 
 
@@ -53,7 +53,7 @@ def test_a_saved_config_reads_back_equal_in_yaml_and_json(tmp_path):
     ("model: zoo:ppocr-cls\nmax_drp: 1%\n", "unknown field 'max_drp'; valid fields: model, task, data, out"),
     ("space: {runtime: [ort]}\n", "space: unknown field 'runtime'; valid fields: preset, runtimes"),
     ("space: {runtimes: [tensorflow]}\n", "unknown runtime 'tensorflow'"),
-    ("budget: lots\n", "cannot read --max-drop 'lots'"),
+    ("budget: lots\n", "cannot read the accuracy budget (max drop) 'lots'"),
     ("time_budget_s: soon\n", "cannot read duration 'soon'"),
     ("seed: abc\n", "'seed' must be a whole number (got 'abc')"),
     ("space: {preset: huge}\n", "unknown space preset 'huge'"),

@@ -24,19 +24,19 @@ from cvtune.report.findings import compute_findings, failure_findings
 from cvtune.report.sections import chart_points, technique_grid
 from cvtune.runtimes import runtime_from_dict
 from cvtune.search import Candidate, Measurement, MetricResult, Trial
-from cvtune.search.store import Store
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-def _trial(runtime, p50, metric, *, quant="none", status="ok", error="", rung="screen", threads=1, started=0.0,
-           times=()) -> Trial:
+def _trial(runtime, p50, metric, *, quant="none", status="ok", error="", rung="result", threads=1, started=0.0,
+           times=(), verdict="within") -> Trial:
+    """A candidate's summary row as the anytime search records it (timing, metric and the decision taken)."""
     passes = () if quant == "none" else (pass_choice(quant),)
     ok = status == "ok"
     return Trial(Candidate(passes, runtime_from_dict({**runtime, "threads": threads})), rung, status, error,
                  timing=Measurement(p50, p50, p50, 1000 / p50, times_ms=tuple(times)) if ok else None,
                  metric=MetricResult("hmean", metric, metric - 0.02, metric + 0.01, n_images=4) if ok else None,
-                 size_bytes=1000, seconds=1.0, started=started)
+                 size_bytes=1000, seconds=1.0, started=started, extra={"verdict": verdict})
 
 
 OPENCV = {"runtime": "opencv", "engine": "new", "target": "cpu"}
@@ -46,7 +46,7 @@ ORT = {"runtime": "ort", "provider": "cpu"}
 
 def _run(tmp_path, trials, *, baseline, best, front=(), finals=(), **meta) -> RunData:
     """A RunData as load_run would read it back (baseline/best as full-rung trials, finals as back-to-back)."""
-    result = {"baseline": baseline.to_dict(), "best": best.to_dict(), "met_budget": True,
+    result = {"baseline": baseline.to_dict(), "best": best.to_dict(), "met_budget": True, "improved": True,
               "front": [t.key for t in front], "exported": str(tmp_path / "best" / "deploy.json")}
     if finals:
         result.update(baseline_final=finals[0].to_dict(), best_final=finals[1].to_dict())
@@ -74,9 +74,9 @@ def test_failures_are_grouped_by_reason():
 
 
 def test_one_sign_convention_positive_is_better_in_chart_table_and_summary(tmp_path):
-    base = _trial(OPENCV, 100.0, 0.90, rung="full")
-    worse = _trial(ORT, 50.0, 0.891, rung="full", started=1.0)  # 1% lower metric
-    better = _trial(ORT, 60.0, 0.909, rung="full", threads=2, started=2.0)  # 1% higher
+    base = _trial(OPENCV, 100.0, 0.90, rung="result")
+    worse = _trial(ORT, 50.0, 0.891, rung="result", started=1.0)  # 1% lower metric
+    better = _trial(ORT, 60.0, 0.909, rung="result", threads=2, started=2.0)  # 1% higher
     run = _run(tmp_path, [base, worse, better], baseline=base, best=better)
     points = {p.key: p for p in chart_points(run)}
     assert points[worse.key].y == pytest.approx(-1.0) and points[better.key].y == pytest.approx(1.0)  # percent
@@ -90,8 +90,8 @@ def test_one_sign_convention_positive_is_better_in_chart_table_and_summary(tmp_p
 
 
 def test_the_baseline_sits_at_the_back_to_back_timing_the_ratios_use(tmp_path):
-    base = _trial(OPENCV, 245.0, 0.90, rung="full")
-    best = _trial(ORT, 120.0, 0.90, rung="full", started=1.0)
+    base = _trial(OPENCV, 245.0, 0.90, rung="result")
+    best = _trial(ORT, 120.0, 0.90, rung="result", started=1.0)
     finals = (_trial(OPENCV, 274.0, 0.90, rung=f"final:{best.key}", times=[270, 274, 280]),
               _trial(ORT, 130.0, 0.90, rung=f"final:{best.key}", times=[125, 130, 140]))
     run = _run(tmp_path, [base, best, *finals], baseline=base, best=best, finals=finals)
@@ -105,13 +105,13 @@ def test_the_baseline_sits_at_the_back_to_back_timing_the_ratios_use(tmp_path):
 
 
 def test_the_pareto_front_is_drawn_over_the_chosen_marker_and_the_legend_lists_only_what_is_drawn(tmp_path):
-    base = _trial(OPENCV, 100.0, 0.90, rung="full")
-    best = _trial(ORT, 50.0, 0.90, rung="full", started=1.0)
+    base = _trial(OPENCV, 100.0, 0.90, rung="result")
+    best = _trial(ORT, 50.0, 0.90, rung="result", started=1.0)
     alone = render_html(_run(tmp_path, [base, best], baseline=base, best=best, front=[best]))
     svg = alone.split('<div id="scatter"', 1)[1].split("</svg>", 1)[0]
     assert 'class="front"' not in svg and "Pareto front (one point)" in svg  # one point: a ring, no line
     assert svg.index('class="point best"') < svg.index('class="front-ring"')  # the ring is on top
-    other = _trial(ORT, 40.0, 0.85, rung="full", threads=2, started=2.0)
+    other = _trial(ORT, 40.0, 0.85, rung="result", threads=2, started=2.0)
     two = render_html(_run(tmp_path, [base, best, other], baseline=base, best=best, front=[best, other]))
     svg = two.split('<div id="scatter"', 1)[1].split("</svg>", 1)[0]
     assert svg.index('class="point best"') < svg.index('class="front"') and ">Pareto front<" in svg
@@ -119,8 +119,8 @@ def test_the_pareto_front_is_drawn_over_the_chosen_marker_and_the_legend_lists_o
 
 
 def test_recorded_sections_render_and_absent_ones_say_not_recorded(tmp_path):
-    base = _trial(OPENCV, 100.0, 0.90, rung="full")
-    best = _trial(ORT, 50.0, 0.90, rung="full", started=1.0)
+    base = _trial(OPENCV, 100.0, 0.90, rung="result")
+    best = _trial(ORT, 50.0, 0.90, rung="result", started=1.0)
     bare = _run(tmp_path, [base, best], baseline=base, best=best)
     html, md = render_html(bare), render_markdown(bare)
     assert "expected gain" not in html  # no trial recorded why it was tried: no empty column
@@ -135,25 +135,28 @@ def test_recorded_sections_render_and_absent_ones_say_not_recorded(tmp_path):
                 result={"claim": {"claimed": 0.9, "remeasured": 0.899, "ci": [0.88, 0.91], "agrees": True}})
     html = render_html(full)
     assert "expected gain" not in html
-    why = render_html(_run(tmp_path, [base, best.with_(extra={"why": 2.5})], baseline=base, best=best))
-    assert "<th>expected gain</th>" in why and '<td class="num" data-label="expected gain" data-v="2.5">2.5</td>' in why
+    why = render_html(_run(tmp_path, [base, best.with_(extra={"expected_gain": 2.5, "why": "ort x2.5"})],
+                           baseline=base, best=best))
+    assert "<th>expected gain</th>" in why and 'data-label="expected gain" data-v="2.5">2.5x' in why
+    assert "ort x2.5" in why
     assert 'class="chart timeline"' in html and "<b>9 s</b> ort:cpu t1 | as given: 50.0 ms, hmean 0.9000" in html
     assert "baseline: opencv:new/cpu t1 | as given: 100.00 ms per inference" in html and "80.00 ms (80%)" in html
-    assert "re-measured through deploy.json 0.899 (95% CI 0.88-0.91): agrees" in html
+    assert "re-measured through deploy.json 0.899 on ? (claimed 95% CI 0.88-0.91): holds" in html
     grid = technique_grid(full)
     assert grid.cells[("ONNX Runtime", "as given")][0] == pytest.approx(2.0)
 
 
 def test_strings_from_models_and_trials_are_escaped(tmp_path):
     hostile = '<script>alert("x")</script>'
-    trials = [_trial(OPENCV, 10.0, 0.9, rung="full"), _trial(ORT, 5.0, 0.9, rung="full"),
-              _trial(ORT, 5.0, 0.9, rung="full", status="failed", error=hostile, threads=2)]
+    trials = [_trial(OPENCV, 10.0, 0.9, rung="result"), _trial(ORT, 5.0, 0.9, rung="result"),
+              _trial(ORT, 5.0, 0.9, rung="result", status="failed", error=hostile, threads=2)]
     (tmp_path / "sens.json").write_text(json.dumps(
         {"format": "cvtune-sensitivity/1", "method": hostile, "metric": hostile, "baseline": 0.9,
          "curves": [{"name": hostile, "metrics": {"0.5": 0.8}}]}))
     run = RunData(out=tmp_path, config={"model": hostile, "data": hostile,
                                         "budget": {"value": 0.01, "relative": True}},
                   result={"baseline": trials[0].to_dict(), "best": trials[1].to_dict(), "met_budget": True,
+                          "improved": True,
                           "front": [trials[1].key], "exported": hostile, "notes": [hostile],
                           "claim": {"claimed": hostile}},
                   facts={"model_name": hostile}, machine={"cpu": hostile}, trials=trials,
@@ -171,7 +174,9 @@ def test_cvtune_report_regenerates_every_file(optimize_run, capsys):
     assert run_cli(["report", str(config.out)]) == 0
     assert all((config.out / n).is_file() for n in ("report.html", "report.md", "trials.csv"))
     with open(config.out / "trials.csv", newline="") as fh:
-        assert len(list(csv.DictReader(fh))) == result.n_trials
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(load_run(config.out).trials)  # every stage of every candidate
+    assert len({r["key"] for r in rows}) == result.n_trials  # one summary per candidate measured
     md = (config.out / "report.md").read_text()
     assert "speed-up" in md and "ONNX Runtime" in md and "SIGABRT" in md
 
@@ -183,48 +188,20 @@ def test_report_of_a_folder_without_a_run_is_one_clear_line(tmp_path, capsys):
 
 # ---- the demo-like report with every section filled, in a real browser -------------------------------------------
 
-def _best_so_far(run: RunData) -> list[dict]:
-    """The timeline the optimizer records, rebuilt from the trials: each time a measured candidate within budget
-    beat the best so far."""
-    start = min(t.started for t in run.trials)
-    events, best = [], None
-    for trial in sorted(run.trials, key=lambda t: t.finished):
-        change = run.change(trial)
-        if trial.rung.startswith("final") or not trial.measured or change is None or change < -run.budget.value:
-            continue
-        if best is None or trial.p50_ms < best:
-            best = trial.p50_ms
-            events.append({"t": trial.finished - start, "key": trial.key, "value": best,
-                           "metric": trial.metric.value})
-    return events
-
-
 @pytest.fixture(scope="module")
 def filled_run(optimize_run, tmp_path_factory, tiny_image_dir):
-    """A copy of the small search's folder with what the optimizer records when it can: per-op-type profiles
-    measured by the runtimes' own profilers, the best-so-far timeline, the re-measured claim, and a sensitivity
-    JSON next to the run (measured on four layers)."""
+    """A copy of the small search's folder (which records per-op-type profiles, the best-so-far timeline and the
+    re-measured claim itself), plus a sensitivity JSON next to the run (measured on four layers)."""
     import onnx
 
     from cvtune.compress.graph import prepare
     from cvtune.compress.sensitivity import analyze_sensitivity
     from cvtune.compress.sparsify import prunable_layers
-    from cvtune.profiling import profile_model
-
     config, _ = optimize_run
     out = tmp_path_factory.mktemp("filled") / "run"
     shutil.copytree(config.out, out)
     run = load_run(out)
-    base, best = run.baseline, run.best
-    profiles = {"baseline": profile_model(config.model, base.candidate.runtime, base.input_shape),
-                "best": profile_model(out / "best" / "model.onnx", best.candidate.runtime, best.input_shape)}
-    final = run.best_final
-    claim = {"claimed": best.metric.value, "remeasured": final.metric.value,
-             "ci": [final.metric.ci_low, final.metric.ci_high], "agrees": final.metric.value >= best.metric.value}
-    with Store.open(out, create=False) as store:
-        store.set_meta("profiles", profiles)
-        store.set_meta("timeline", _best_so_far(run))
-        store.set_meta("result", {**run.result, "claim": claim})
+    assert run.profiles and "baseline" in run.profiles and run.timeline  # recorded by the search itself
     layers = [n.name for n, _ in prunable_layers(prepare(onnx.load(str(config.model))))]
     analyze_sensitivity(config.model, tiny_image_dir, task="fidelity", levels=(0.5, 0.9), limit=2,
                         units=layers[:4], cache=out / "sensitivity.json")

@@ -48,6 +48,13 @@ def test_off_a_terminal_progress_is_plain_lines():
     assert lines[-1].endswith("8.0 img/s - done")
 
 
+def _stages(out):
+    from cvtune.search import Store
+
+    with Store.open(out, create=False) as store:
+        return [t for t in store.trials() if t.rung != "result"]
+
+
 def test_optimize_says_it_is_measuring_the_baseline_and_what_a_resumed_run_inherits(optimize_run, capsys):
     from dataclasses import replace
 
@@ -56,15 +63,17 @@ def test_optimize_says_it_is_measuring_the_baseline_and_what_a_resumed_run_inher
 
     config, result = optimize_run
     display = LiveDisplay(replace(config, time_budget_s=180.0))
-    display("trial_start", candidate=baseline_candidate(), rung="screen")
+    display("start", resumed=False, config=config)
+    assert "measuring the model as given (the baseline) ..." in capsys.readouterr().err  # a plain line off a TTY
+    display("trial_start", candidate=baseline_candidate(), rung="time")
     panel = Console(file=io.StringIO(), width=200)
     panel.print(display.render())  # the live panel (on a terminal) says it too, not "starting"
     shown = panel.file.getvalue()
-    assert "phase  measuring the baseline (screening images), " in shown and " s left of 180 s" in shown
-    assert "measuring the baseline (screening images): opencv:auto/cpu | as given ..." in capsys.readouterr().err
+    assert "time: opencv:auto/cpu | as given" in shown and " s left of 180 s" in shown
     display("start", resumed=True, config=config)
     err = capsys.readouterr().err
-    assert f"{result.n_trials} trials (" in err and "were done before and are not measured again" in err
+    candidates = len({t.key for t in _stages(config.out)})
+    assert f"{candidates} candidates (" in err and "were done before and are not measured again" in err
     assert "this run has its own 180 s budget" in err
     display("start", resumed=True, config=config, budget_used_s=95.2)  # when the search counts across runs
     assert "resuming: 95 s of the 180 s budget were used before" in capsys.readouterr().err

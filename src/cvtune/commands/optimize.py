@@ -102,16 +102,16 @@ class LiveDisplay:
 
     def _say(self, text: str) -> None:
         if not err_console.is_terminal or self.live is None:
-            err_console.print(text, highlight=False, markup=False)
+            err_console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def __call__(self, kind: str, **data: Any) -> None:
         if kind == "start":
             self.now = "measuring the model as given (the baseline)"
-            if data.get("resumed"):
-                self._say(self._resumed(data))
+            self._say(self._resumed(data) if data.get("resumed") else f"{self.now} ...")
         elif kind == "space":
-            self.total = data["size"] - 1
-            self._say(f"search space: {data['size']} candidates, order: {data['strategy']}")
+            self.total = data.get("candidates", data["size"])
+            self._say(f"search space: {self.total} candidates besides the model as given, order: "
+                      f"{data['strategy']}")
         elif kind == "build":
             self.now = f"building: {data['label']}"
         elif kind == "trial_start":
@@ -155,10 +155,11 @@ class LiveDisplay:
         from ..search.store import Store
 
         with Store.open(self.config.out, create=False) as store:
-            trials = store.trials()
-        spent = sum(t.seconds for t in trials)
-        text = f"resuming the search in {self.config.out}: {len(trials)} trials ({spent:.0f} s of measuring) were " \
-               f"done before and are not measured again"
+            stages = [t for t in store.trials() if t.rung != "result"]
+            candidates = len({t.key for t in stages})
+        spent = sum(t.seconds for t in stages)
+        text = f"resuming the search in {self.config.out}: {candidates} candidates ({len(stages)} stages, " \
+               f"{spent:.0f} s of measuring) were done before and are not measured again"
         return text + (f"; this run has its own {budget:.0f} s budget" if budget else "")
 
     def render(self) -> Table:

@@ -18,6 +18,7 @@ from .sections import (
     deploy_snippet,
     profiles,
     sensitivities,
+    stage,
     technique_grid,
     timeline,
     timeline_series,
@@ -101,7 +102,8 @@ JS = """
 """
 
 SECTIONS = (("summary", "Summary"), ("chart", "Speed and accuracy"), ("grid", "Runtime x technique"),
-            ("profile", "Where the time goes"), ("timeline", "Search timeline"), ("sensitivity", "Sensitivity"),
+            ("profile", "Where the time goes"), ("order", "Search order"), ("timeline", "Search timeline"),
+            ("sensitivity", "Sensitivity"),
             ("findings", "Findings"), ("failures", "What could not run"), ("deploy", "Deploy"),
             ("trials", "All trials"))
 
@@ -138,7 +140,7 @@ def _trial_cells(r: dict[str, Any], run: RunData) -> list[tuple[str, str, str, s
         ("size", "num", *_num(r["size_bytes"], units.megabytes(r["size_bytes"]))),
         ("metric", "num", *_num(r["metric"], f"{r['metric']:.4f}" if r["metric"] is not None else "", metric_sub)),
         ("change vs baseline", "num", *_num(r["change"], units.change(r["change"], budget))),
-        ("expected gain", "num", *(_num(why, f"{why:.3g}") if isinstance(why, int | float) else ("", ""))),
+        ("expected gain", "num", *(_num(why, f"{why:.3g}x") if isinstance(why, int | float) else ("", ""))),
         ("time", "num", *_num(r["seconds"], units.seconds(r["seconds"]) if r["seconds"] else "")),
         ("error", "error", "", escape(r["error"] or "")),
     ]
@@ -243,6 +245,23 @@ def _profiles(run: RunData) -> str:
             f'<div class="profiles">{"".join(blocks)}</div>')
 
 
+def _order(run: RunData) -> str:
+    """The candidates in the order the search tried them, why it tried each when it did, and what it found."""
+    numbers = run.candidate_numbers()
+    rows = sorted(run.best_rows(), key=lambda t: numbers.get(t.key, 0))
+    if not any(t.extra.get("why") for t in rows):
+        return _missing("not recorded: this run's optimizer did not record why it tried each candidate")
+    items = []
+    for t in rows:
+        verdict = stage(t)
+        why = t.extra.get("why") or ""
+        items.append(f"<li><b>{escape(t.label)}</b>: {escape(verdict)}"
+                     + (f'<span class="sub">{escape(why)}</span>' if why else "") + "</li>")
+    return ('<p class="caption">The search tries the candidate with the highest expected gain over the best so far '
+            "per second of cost first, and learns from each measurement (cvtune optimize --explain prints this as "
+            f'it goes).</p><ol class="order">{"".join(items)}</ol>')
+
+
 def _timeline(run: RunData) -> str:
     tl = timeline(run)
     if tl is None:
@@ -319,6 +338,7 @@ def render_html(run: RunData) -> str:
         "chart": _chart(run),
         "grid": _grid(run),
         "profile": _profiles(run),
+        "order": _order(run),
         "timeline": _timeline(run),
         "sensitivity": _sensitivity(run),
         "findings": f'<ul id="findings-list">{finding_items}</ul>',

@@ -241,6 +241,13 @@ def stage(trial: Trial) -> str:
 
 
 def expected_gain(trial: Trial) -> Any:
-    """Why the optimizer tried this candidate when it did (Trial.extra['why']: the expected gain, probability
-    within budget and cost the order was based on), when recorded."""
-    return trial.extra.get("why")
+    """The gain over the baseline the optimizer expected of this candidate when it chose to try it (a number), when
+    recorded; `why_text(trial)` says what that expectation was made of."""
+    value = trial.extra.get("expected_gain", trial.extra.get("why"))
+    return value if isinstance(value, int | float) else None
+
+
+def why_text(trial: Trial) -> str:
+    """Why the optimizer tried this candidate when it did: probability within budget, cost and the levers."""
+    why = trial.extra.get("why")
+    return why if isinstance(why, str) else ""

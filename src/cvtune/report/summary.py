@@ -9,7 +9,7 @@ from typing import Any
 from ..search.records import Trial
 from . import units
 from .data import RunData
-from .sections import expected_gain, spread, stage
+from .sections import expected_gain, spread, stage, why_text
 
 
 def _metric(trial: Trial) -> str:
@@ -128,7 +128,8 @@ def table_row(run: RunData, trial: Trial, numbers: dict[str, int] | None = None)
             "size_bytes": trial.size_bytes, "metric": m.value if m else None,
             "metric_ci_low": m.ci_low if m else None, "metric_ci_high": m.ci_high if m else None,
             "change": run.change(trial), "n_images": m.n_images if m else None,
-            "expected_gain": expected_gain(trial), "seconds": trial.seconds, "error": trial.error, "key": trial.key,
+            "expected_gain": expected_gain(trial), "why": why_text(trial),
+            "seconds": trial.seconds, "error": trial.error, "key": trial.key,
             "metric_name": m.name if m else None}
 
 

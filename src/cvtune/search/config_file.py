@@ -164,6 +164,8 @@ def config_to_dict(config: OptimizeConfig, *, relative_to: str | os.PathLike[str
     paths relative to `relative_to` when they lie inside it (else absolute)."""
     data: dict[str, Any] = {}
     for f in dataclasses.fields(config):
+        if f.name not in CONFIG_FIELDS:  # eval_fn: a function, for the Python API only
+            continue
         value = getattr(config, f.name)
         if f.name in PATH_FIELDS:
             value = _path_text(Path(value), f.name, relative_to)

@@ -12,7 +12,8 @@ Every stage is a Trial in the store, so a resumed search replays the same decisi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -183,7 +184,9 @@ def interleaved(search: Search, cands: list[Candidate], rung: Rung, rounds: int 
 
     name = rung.name
     times: list[list[float]] = [[] for _ in cands]
+    seconds = [0.0 for _ in cands]
     firsts: list[Trial | None] = [None for _ in cands]
+    started = time.time()
     for _ in range(rounds):
         for i, cand in enumerate(cands):
             path, _, _ = search.models.path(cand)
@@ -196,8 +199,9 @@ def interleaved(search: Search, cands: list[Candidate], rung: Rung, rounds: int 
                 return [None for _ in cands]
             timing = Measurement.from_dict(result["timing"])
             times[i] += list(timing.times_ms)
+            seconds[i] += result["seconds"]
             if firsts[i] is None:
-                firsts[i] = Trial(cand, name, "ok", timing=timing)
+                firsts[i] = Trial(cand, name, "ok", timing=timing, started=started)
     out: list[Trial | None] = []
     for i, cand in enumerate(cands):
         first = firsts[i]
@@ -206,13 +210,20 @@ def interleaved(search: Search, cands: list[Candidate], rung: Rung, rounds: int 
         timing = Measurement(stats.p50_ms, stats.p90_ms, stats.mean_ms, stats.throughput_ips, stats.runs,
                              first.timing.load_ms, first.timing.peak_rss_mb, first.timing.timing_shapes,
                              tuple(times[i]))
-        out.append(search.runner.record(first.with_(timing=timing, extra={"rounds": rounds})))
+        out.append(search.runner.record(first.with_(timing=timing, seconds=seconds[i], extra={"rounds": rounds})))
     return out
 
 
 def measure_candidate(search: Search, cand: Candidate, incumbent: Incumbent, baseline: Baseline,
-                      why: str = "") -> Outcome:
+                      why: str = "", expected: float | None = None) -> Outcome:
     """Time, then (only if it could beat the incumbent) accuracy, then (only if within budget) confirm."""
+    outcome = _measure(search, cand, incumbent, baseline, why)
+    if expected is not None:
+        outcome = replace(outcome, extra={**outcome.extra, "expected_gain": round(expected, 4)})
+    return outcome
+
+
+def _measure(search: Search, cand: Candidate, incumbent: Incumbent, baseline: Baseline, why: str) -> Outcome:
     timing = search.runner.timing(cand, TIME_RUNG)
     if not timing.ok:
         return Outcome(cand, timing, verdict="failed", why=why)

@@ -74,7 +74,7 @@ def _search(search: Search, resumed: bool) -> OptimizeResult:
     config, clock, store = search.config, search.clock, search.store
     space = build_space(config.space, search.ctx.facts, objective=config.objective)
     strategy = make_strategy(search, space)
-    search.emit("space", size=len(space), strategy=strategy.name)
+    search.emit("space", size=len(space), strategy=strategy.name, candidates=len(strategy.order))
     with clock.unbounded():  # the model as given is the answer of last resort: it is always measured
         baseline = _baseline(search)
     base_cand, timing = baseline.candidate, baseline.timing
@@ -90,8 +90,9 @@ def _search(search: Search, resumed: bool) -> OptimizeResult:
             if clock.expired():
                 stopped = f"time budget: measured {measured} of {len(space) - 1} candidates"
                 break
-            search.emit("candidate", candidate=cand, why=strategy.why(cand))
-            outcome = measure_candidate(search, cand, incumbent, baseline, strategy.why(cand))
+            why = strategy.why(cand)
+            search.emit("candidate", candidate=cand, why=why)
+            outcome = measure_candidate(search, cand, incumbent, baseline, why, strategy.expected(cand))
             measured += 1
             _record_result(search, outcome)
             strategy.tell(cand, outcome)
@@ -138,6 +139,25 @@ def _final_reserve(search: Search, baseline: Baseline) -> float:
     n = search.ctx.n_eval
     unseen = n - (measured.metric.n_images if measured is not None and measured.metric else 0)
     return 2 * FINAL_ROUNDS * timing_s + per_image * (n + unseen) + 3.0 + REPORT_RESERVE_S
+
+
+def _profiles(search: Search, baseline: Candidate, answer: Candidate | None) -> dict[str, dict[str, float]]:
+    """Where the time goes in the baseline and the answer: ms per op type from the runtime's own profiler (one
+    child each; a runtime without a profiler, or one that fails, is left out)."""
+    from ..errors import TrialFailed, UsageError
+    from ..profiling import profile_model
+
+    out: dict[str, dict[str, float]] = {}
+    for name, cand in (("baseline", baseline), ("best", answer)):
+        path = search.models.path(cand)[0] if cand is not None else None
+        if path is None:
+            continue
+        try:
+            out[name] = profile_model(path, cand.runtime, search.ctx.input_shape(cand),
+                                      timeout=search.clock.timeout(cap=120.0))
+        except (TrialFailed, UsageError, CvtuneError):
+            continue
+    return out
 
 
 def _record_result(search: Search, outcome: Outcome) -> None:
@@ -198,6 +218,8 @@ def _finish(search: Search, space: list[Candidate], strategy: str, resumed: bool
             "claim": claim.to_dict() if claim else None})
     _record_result(search, Outcome(base_cand, baseline.timing, baseline.accuracy(), verdict="baseline", gain=1.0,
                                    why="the model as given"))
+    with search.clock.unbounded():
+        store.set_meta("profiles", _profiles(search, base_cand, incumbent.candidate if improved else None))
     results = store.trials("result")
     summary = {t.key: t for t in results}
     # the front: every candidate with a paired drop (and the baseline, drop 0), fast and accurate against each other

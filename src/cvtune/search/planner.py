@@ -281,6 +281,10 @@ class ExpectedGain(Strategy):
         if self.pending:
             self.stopped = f"max trials: measured {proposed} of {len(self.order)}"
 
+    def expected(self, cand: Candidate) -> float | None:
+        e = self.last.get(cand.key())
+        return None if e is None else e.ratio
+
     def why(self, cand: Candidate) -> str:
         e = self.last.get(cand.key())
         if e is None:

@@ -38,6 +38,10 @@ class Strategy:
         """Why this candidate comes now (shown in the report)."""
         return self.name
 
+    def expected(self, cand: Candidate) -> float | None:
+        """The objective gain over the baseline this strategy expects of `cand`, when it has a model of it."""
+        return None
+
     def explain(self, limit: int = 12) -> list[str]:
         return [f"{self.name}: {len(self.order)} candidates"]
 

@@ -190,7 +190,8 @@ class TrialRunner:
 
     def record(self, trial: Trial) -> Trial:
         finished = time.time()
-        trial = trial.with_(finished=finished, seconds=trial.seconds or finished - trial.started)
+        started = trial.started or finished
+        trial = trial.with_(started=started, finished=finished, seconds=trial.seconds or finished - started)
         self.store.record_trial(trial)
         self.emit("trial_done", trial=trial)
         return trial
