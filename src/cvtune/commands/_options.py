@@ -22,6 +22,8 @@ ENGINE = typer.Option(None, "--engine", help="OpenCV engine: auto, new, classic 
 TARGET = typer.Option(None, "--target", help="OpenCV target: cpu, cpu_fp16, opencl, opencl_fp16, cuda, cuda_fp16.")
 THREADS = typer.Option(None, "--threads", "-t", help="Threads per session (cv2.setNumThreads / ORT intra-op).")
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout instead of tables.")
+FORCE = typer.Option(False, "--force", help="Replace an existing output (only once the new one is complete; files "
+                     "cvtune did not write are never deleted).")
 
 
 def input_shape_option(note: str = "") -> Any:

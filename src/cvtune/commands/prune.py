@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..console import console, err_console, progress
-from ._options import CALIB, JSON, TASK_OPTION, calib_size_option, input_shape_option, parse_task_options
+from ._options import CALIB, FORCE, JSON, TASK_OPTION, calib_size_option, input_shape_option, parse_task_options
 
 
 def _check_options(method: str, sparsity, threshold, ratio, importance, allocation, calib) -> None:
@@ -87,6 +87,7 @@ def register(app: typer.Typer) -> None:
         plan_only: bool = typer.Option(False, "--plan", help="Print the plan (channel groups, or per-layer "
                                        "sparsity) and write nothing."),
         seed: int = typer.Option(0, "--seed", help="Seed for random pruning and the reconstruction's row sampling."),
+        force: bool = FORCE,
         as_json: bool = JSON,
     ) -> None:
         """Prune a model. Unstructured methods zero weights (the file compresses better; dense kernels are NOT
@@ -103,6 +104,12 @@ def register(app: typer.Typer) -> None:
         _check_options(method, sparsity, threshold, ratio, importance, allocation, calib)
         if output is None and not plan_only:
             raise UsageError("give -o OUT.onnx for the pruned model (or --plan to only print the plan)")
+        if output is not None and not plan_only:
+            from ..compress.sparsify import report_path
+            from ..files import check_output
+
+            check_output(output, force=force, inputs=(model, allocation), suffixes=(".onnx",),
+                         companions=(report_path(output),))
         shape = parse_shape(input_shape) if input_shape else None
         options = parse_task_options(task_option)
         if (task or options) and calib is None:

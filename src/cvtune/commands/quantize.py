@@ -14,6 +14,7 @@ from ..errors import DatasetError, UsageError
 from ..model import parse_shape
 from ._options import (
     CALIB,
+    FORCE,
     JSON,
     LIMIT,
     TASK_OPTION,
@@ -134,6 +135,7 @@ def register(app: typer.Typer) -> None:
         no_probe: bool = typer.Option(False, "--no-probe", help="Skip probing which runtimes load the result."),
         probe_shape: str = typer.Option(None, "--probe-shape", help="Input shape for the probe (default: the "
                                         "model's default)."),
+        force: bool = FORCE,
         as_json: bool = JSON,
     ) -> None:
         """Quantize a model to int8 or fp16 with ONNX tooling, calibrated on your images; check which runtimes
@@ -143,7 +145,9 @@ def register(app: typer.Typer) -> None:
         from ..data.calibration import CalibrationNeed, calibration_set
         from ..quantize import DynamicConfig, Fp16Config, quantize, quantize_with_accuracy_control
         from ..quantize.accuracy import task_validator
+        from ..quantize.api import check_output
 
+        check_output(model, output, force=force)
         if dynamic and fp16:
             raise UsageError("choose one of --dynamic and --fp16")
         budget = Budget.parse(max_drop) if max_drop is not None else None

@@ -20,8 +20,31 @@ except ImportError:
     pass
 
 
+def max_threads() -> int:
+    """The most threads a session may ask for: a few times the logical cores (100000 would only wait, then fail)."""
+    import os
+
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
+def _validated(cls: type[Runtime], name: str, settings: dict[str, Any]) -> Runtime:
+    """Settings checked against the dataclass's field types (pydantic): threads=abc is one clear error."""
+    import pydantic
+
+    tuples = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, tuple)}  # type: ignore[arg-type]
+    values = {k: [v] if k in tuples and isinstance(v, str) else v for k, v in settings.items()}
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(values)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        raise UsageError(f"runtime '{name}' setting {field}={error.get('input')!r}: {error['msg']}") from None
+
+
 def make_runtime(name: str, **settings: Any) -> Runtime:
-    """Build a Runtime from its registry name and settings; unknown names or settings raise UsageError."""
+    """Build a Runtime from its registry name and settings; unknown names, settings or values raise UsageError."""
+    if not isinstance(name, str):
+        raise UsageError(f"runtime must be a name, one of: {', '.join(RUNTIMES)} (got {name!r})")
     if name not in RUNTIMES:
         if name == "openvino":
             raise UsageError("the openvino runtime needs the openvino package: pip install 'cvtune[openvino]'")
@@ -31,11 +54,20 @@ def make_runtime(name: str, **settings: Any) -> Runtime:
     unknown = sorted(k for k, v in settings.items() if k not in known and v is not None)
     if unknown:
         raise UsageError(f"runtime '{name}' has no setting {', '.join(unknown)}; it takes: {', '.join(sorted(known))}")
-    return cls(**{k: v for k, v in settings.items() if k in known and v is not None})
+    runtime = _validated(cls, name, {k: v for k, v in settings.items() if k in known and v is not None})
+    for field in ("threads", "inter_threads"):
+        value = getattr(runtime, field, None)
+        if isinstance(value, int) and value > max_threads():
+            raise UsageError(f"{field}={value} is far more than this machine's {max_threads() // 4} logical cores "
+                             f"can run; use at most {max_threads()}")
+    return runtime
 
 
 def runtime_from_dict(data: dict[str, Any]) -> Runtime:
     """Inverse of Runtime.to_dict(): used by deploy.json, the trial store and child processes."""
+    if not isinstance(data, dict):
+        raise UsageError(f"runtime settings must be an object like {{\"runtime\": \"ort\", \"threads\": 2}} "
+                         f"(got {data!r})")
     data = dict(data)
     name = data.pop("runtime", None)
     if name is None:

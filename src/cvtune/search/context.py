@@ -154,4 +154,5 @@ class SearchContext:
         return {"model_sha256": self.source_hash, "task": cfg.task, "task_options": cfg.task_options,
                 "data": str(Path(cfg.data).resolve()), "data_kind": self.evaluation.kind,
                 "n_samples": len(self.calib) + len(self.evaluation), "calib_fraction": cfg.calib_fraction,
-                "seed": cfg.seed, "screen_images": self.rungs["screen"].images, "eval_images": self.n_eval}
+                "seed": cfg.seed, "screen_images": self.rungs["screen"].images, "eval_images": self.n_eval,
+                "max_drop": cfg.budget.describe(), "objective": cfg.objective}

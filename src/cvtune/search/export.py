@@ -4,12 +4,13 @@ that made the model, and the latency and metric this machine measured); plus OUT
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..files import atomic_path, write_json
+from ..files import atomic_files, json_document
 from .records import Trial
 
 if TYPE_CHECKING:
@@ -64,9 +65,14 @@ def export_best(result: OptimizeResult, search: Search) -> Path | None:
         search.notes.append(f"could not export the chosen model: {error}")
         return None
     best_dir = Path(search.config.out) / "best"
-    best_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(best_dir / "model.onnx") as tmp:
-        shutil.copyfile(path, tmp)
-    write_json(best_dir / "candidate.json", {"source_model": str(search.ctx.source), "candidate": cand.to_dict(),
-                                             "key": cand.key(), "label": cand.label()})
-    return write_json(best_dir / DEPLOY_NAME, deploy_dict(result, search, result.best))
+    deploy = json_document("deploy", deploy_dict(result, search, result.best))
+    candidate = json_document("candidate", {"source_model": str(search.ctx.source), "candidate": cand.to_dict(),
+                                            "key": cand.key(), "label": cand.label()})
+    # one commit, deploy.json last: it never names a model that is not (yet) the chosen one
+    with atomic_files(best_dir / DEPLOY_NAME, best_dir / "model.onnx", best_dir / "candidate.json",
+                      size_hint=Path(path).stat().st_size) as (tmp_deploy, tmp_model, tmp_candidate):
+        shutil.copyfile(path, tmp_model)
+        for tmp, doc in ((tmp_deploy, deploy), (tmp_candidate, candidate)):
+            text = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+            tmp.write_bytes(text.encode("utf-8", "backslashreplace"))
+    return best_dir / DEPLOY_NAME
