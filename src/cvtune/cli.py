@@ -6,6 +6,7 @@ exit code (2 for bad input, usage errors included; 1 for a bug in cvtune, which 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import pkgutil
@@ -95,7 +96,9 @@ def run_cli(argv: list[str] | None = None) -> int:
         err_console.print("Interrupted.")
         return 130
     except OSError as exc:  # a file problem no library call above turned into a CvtuneError
-        where = f"{files.display_path(exc.filename)}: " if exc.filename is not None else ""
+        full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+        name = exc.filename2 if full and exc.filename2 is not None else exc.filename  # copyfile: source first
+        where = f"{files.display_path(name)}: " if name is not None else ""
         _error(f"{where}{exc.strerror or _one_line(exc)}")
         return 2
     except MemoryError:

@@ -282,17 +282,18 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 _WRITE_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EACCES, errno.EPERM, errno.EROFS,
                  errno.EFBIG)
 
 
 def _blame(exc: OSError, temps: list[Path], paths: list[Path]) -> Path | None:
     """The target an OSError raised while writing the temporaries belongs to (None: not a write error of ours)."""
-    name = os.fsdecode(exc.filename) if exc.filename is not None else None
+    names = {os.fsdecode(n) for n in (exc.filename, exc.filename2) if n is not None}
     for tmp, target in zip(temps, paths, strict=False):
-        if name == str(tmp):
+        if str(tmp) in names:  # shutil.copyfile names the source first and our temporary second
             return target
-    return paths[0] if name is None and exc.errno in _WRITE_ERRNOS else None
+    return paths[0] if exc.errno in _WRITE_ERRNOS and (not names or exc.errno in _DISK_FULL) else None
 
 
 @contextlib.contextmanager

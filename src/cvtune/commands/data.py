@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..console import console, progress
-from ._options import JSON
+from ._options import FORCE, JSON
 
 
 def register(app: typer.Typer) -> None:
@@ -61,12 +61,22 @@ def register(app: typer.Typer) -> None:
         fonts: str = typer.Option("all", "--fonts",
                                   help="'all' (bundled DejaVu/STIX + readable system fonts) or 'bundled' "
                                        "(matplotlib's fonts only: identical output on every machine)."),
+        force: bool = FORCE,
         as_json: bool = JSON,
     ) -> None:
         """Render labelled text images: DIR/textdet (ICDAR boxes, one per line) and DIR/ocr (line crops)."""
-        from ..data.synth import SynthConfig, generate_text_set
+        from ..data.synth import SynthConfig, _check_output_dir, generate_text_set
+        from ..errors import UsageError
+        from ..files import check_output, display_path
 
         config = SynthConfig(n=n, seed=seed, fonts=fonts)
+        _check_output_dir(out.resolve())  # a file, or a folder of files synth-text did not write: refused
+        if out.is_dir() and any(out.iterdir()):  # a previous synth-text output (anything else is always refused)
+            if not force:
+                raise UsageError(f"{display_path(out)} exists; pass --force to replace it (only a previous "
+                                 f"synth-text output is ever replaced), or choose another -o")
+        elif not out.exists():
+            check_output(out, force=True)  # a folder we can create it in
         with progress() as bar:
             task = bar.add_task("rendering", total=n, rate="")
             summary = generate_text_set(out, config, on_image=lambda i: bar.update(task, completed=i + 1))

@@ -226,11 +226,13 @@ def register(app: typer.Typer) -> None:
         batch: str = typer.Option(None, "--batch", help="Batch sizes to try (throughput objective: 1,4)."),
         instances: str = typer.Option(None, "--instances", help="Parallel sessions (processes) to try, e.g. 1,2 "
                                       "(throughput objective: 1 and all cores)."),
-        screen_images: int = typer.Option(16, "--screen-images", help="Evaluation images per screening trial."),
-        eval_images: int = typer.Option(None, "--eval-images", help="Cap on the full evaluation split."),
-        max_trials: int = typer.Option(None, "--max-trials", help="Cap on screened candidates."),
+        screen_images: int = typer.Option(16, "--screen-images", min=1, help="Evaluation images per screening trial."),
+        eval_images: int = typer.Option(None, "--eval-images", min=1, help="Cap on the full evaluation split."),
+        max_trials: int = typer.Option(None, "--max-trials", min=1, help="Cap on screened candidates."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data split and the search order."),
         task_option: list[str] = TASK_OPTION,
+        force: bool = typer.Option(False, "--force", help="Start over: remove what a previous run wrote into -o "
+                                   "(its store, models, reports; nothing else) instead of resuming it."),
         as_json: bool = JSON,
         test_hook: str = typer.Option(None, "--test-hook", hidden=True),
     ) -> None:
@@ -244,6 +246,13 @@ def register(app: typer.Typer) -> None:
                                 task_options=parse_task_options(task_option), budget=Budget.parse(max_drop),
                                 objective=objective, time_budget_s=parse_duration(time_limit), seed=seed, space=space,
                                 screen_images=screen_images, eval_images=eval_images, max_trials=max_trials)
+        from ..files import output_lock
+        from ..search.store import check_out_dir, clear_out_dir
+
+        check_out_dir(out)  # the whole config is valid: now, and only now, OUT may be touched
+        if force and out.is_dir():
+            with output_lock(out, folder=True):  # never clears a folder another search is writing
+                clear_out_dir(out)
         try:
             result = run_optimize(config, live=not as_json)
         except KeyboardInterrupt:

@@ -34,7 +34,8 @@ def optimize(config: OptimizeConfig, *, on_event: EventFn | None = None) -> Opti
         return _optimize(config, on_event)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
-            raise CvtuneError(f"cannot write to {config.out}: {exc.strerror} ({exc.filename or config.out}); "
+            where = exc.filename2 or config.out  # copyfile names its source (the input model) first
+            raise CvtuneError(f"cannot write to {config.out}: {exc.strerror} ({where}); "
                               f"free space or fix permissions, then rerun the same command to resume") from None
         raise
 
