@@ -44,7 +44,10 @@ current_command = "cvtune"
 
 # Versions of the JSON documents cvtune writes (`schema` field: cvtune-NAME/N). Bump N when a field changes
 # meaning or disappears; adding a field keeps N.
-SCHEMA_VERSIONS = {"deploy": 1, "prune": 1, "quant": 1, "sensitivity": 1, "candidate": 1, "result": 1}
+SCHEMA_VERSIONS = {"deploy": 1, "prune": 1, "quant": 1, "sensitivity": 1, "candidate": 1, "result": 1,
+                   # --json outputs of the commands (objects; lists such as several bench rows stay lists)
+                   "bench": 1, "dataset": 1, "devices": 1, "eval": 1, "inspect": 1, "optimize": 1, "prepare": 1,
+                   "report": 1, "run": 1, "synth": 1, "zoo": 1}
 
 
 # ---------------------------------------------------------------------------------------------- paths

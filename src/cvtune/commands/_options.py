@@ -60,6 +60,16 @@ def time_option(default: str | None = None) -> Any:
     return typer.Option(default, "--time", "--budget", help="Wall-clock limit, e.g. 3m, 90s, 1h30m.")
 
 
+def print_json(kind: str, obj: Any) -> None:
+    """A --json output on stdout. Objects carry `schema` (cvtune-KIND/N) and `version` (cvtune's), like every JSON
+    file cvtune writes; lists (several bench configurations, the zoo) stay lists of such rows."""
+    from ..files import json_document
+
+    if isinstance(obj, dict):
+        obj = json_document(kind, obj)
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
 def parse_task_options(items: list[str] | None) -> dict[str, Any]:
     """KEY=VALUE items -> a dict: ['thresh=0.4', 'labels=["0","180"]'] -> {'thresh': 0.4, 'labels': ['0', '180']}
     (JSON values, else text)."""

@@ -6,7 +6,6 @@ Throughput mode (`--instances N`, `--sweep`): sustained images/s and latency und
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -26,6 +25,7 @@ from ._options import (
     build_runtime,
     input_shape_option,
     parse_runtime_spec,
+    print_json,
     runtime_option,
 )
 
@@ -93,7 +93,7 @@ def _collect(configs: list, measure_one, describe) -> list:
 
 def _print_json(results: list) -> None:
     rows = [{"error": r} if isinstance(r, str) else r.to_dict() for r in results]
-    print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+    print_json("bench", rows[0] if len(rows) == 1 else rows)
 
 
 def _resolved(runtime, fallback: bool):

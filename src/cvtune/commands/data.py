@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from ..console import console, progress
-from ._options import FORCE, JSON
+from ._options import FORCE, JSON, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +41,7 @@ def register(app: typer.Typer) -> None:
                 row["readable"] = sum(1 for _ in iter_images(dataset))
             row["skipped"] = [[str(p), why] for p, why in dataset.skipped]
         if as_json:
-            print(json.dumps(row, indent=2, ensure_ascii=False))
+            print_json("dataset", row)
             return
         table = Table(title=f"dataset {path}", show_header=False)
         for key, value in row.items():
@@ -81,7 +80,7 @@ def register(app: typer.Typer) -> None:
             task = bar.add_task("rendering", total=n, rate="")
             summary = generate_text_set(out, config, on_image=lambda i: bar.update(task, completed=i + 1))
         if as_json:
-            print(json.dumps(summary, indent=2, ensure_ascii=False))
+            print_json("synth", summary)
             return
         console.print(f"wrote {summary['images']} images with {summary['lines']} text lines "
                       f"({summary['dont_care']} don't-care) to {out}")

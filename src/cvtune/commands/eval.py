@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..console import console
-from ._options import JSON, LIMIT, TASK_OPTION, parse_task_options
+from ._options import JSON, LIMIT, TASK_OPTION, parse_task_options, print_json
 
 # details that are counts (printed as integers); every other detail is a rate printed with 4 decimals
 COUNT_KEYS = {"true_positives", "predictions", "gt_boxes", "gt_lines", "correct_lines", "lines", "detections"}
@@ -71,7 +70,7 @@ def register(app: typer.Typer) -> None:
         result = {**metrics.to_dict(), "model": str(model), "data": str(data), "runtime": rt.to_dict(),
                   "seconds": round(elapsed, 3)}
         if as_json:
-            print(json.dumps(result, indent=2, ensure_ascii=False))
+            print_json("eval", result)
             return
         table = Table(title=f"{metrics.task} on {data}", show_header=False)
         ci = (f"[{metrics.ci_low:.4f}, {metrics.ci_high:.4f}]" if metrics.ci_low is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -11,7 +10,7 @@ from rich.table import Table
 from ..console import console
 from ..inspection import inspect_model
 from ..model import parse_shape
-from ._options import JSON, input_shape_option
+from ._options import JSON, input_shape_option, print_json
 
 
 def _si(value: float | None, unit: str = "") -> str:
@@ -36,7 +35,7 @@ def register(app: typer.Typer) -> None:
         shape = parse_shape(input_shape) if input_shape else None
         info = inspect_model(model, input_shape=shape, probe=not no_probe, layers=layers)
         if as_json:
-            print(json.dumps(info, indent=2, default=str))
+            print_json("inspect", info)
             return
         _print(info)
 

@@ -3,7 +3,6 @@ configuration within the accuracy budget; resumable; exports OUT/best and writes
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
@@ -19,7 +18,7 @@ from ..errors import UsageError
 from ..search import OBJECTIVES, Budget, OptimizeConfig, OptimizeResult, SpaceConfig, optimize, parse_duration
 from ..search.records import Trial
 from ..search.space import SPACE_PRESETS, space_preset
-from ._options import JSON, TASK_OPTION, max_drop_option, parse_task_options, time_option
+from ._options import JSON, TASK_OPTION, max_drop_option, parse_task_options, print_json, time_option
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
@@ -262,6 +261,6 @@ def register(app: typer.Typer) -> None:
                               f"{again}", highlight=False, markup=False)
             raise typer.Exit(130) from None
         if as_json:
-            print(json.dumps(result.to_dict(), indent=2, default=str))
+            print_json("optimize", result.to_dict())
             return
         print_summary(result)

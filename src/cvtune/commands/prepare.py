@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,7 +9,7 @@ import typer
 from ..console import console
 from ..model import parse_shape
 from ..prepare import prepare
-from ._options import FORCE, JSON, input_shape_option
+from ._options import FORCE, JSON, input_shape_option, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +31,7 @@ def register(app: typer.Typer) -> None:
         check_output(output, force=force, inputs=(model,), suffixes=(".onnx",))
         result = prepare(model, output, shape, do_simplify=not no_simplify)
         if as_json:
-            print(json.dumps(result.to_dict(), indent=2))
+            print_json("prepare", result.to_dict())
             return
         eq = result.equivalence
         console.print(f"wrote {result.output} at {'x'.join(map(str, result.input_shape))}: "

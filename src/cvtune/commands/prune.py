@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from ..console import console, err_console, progress
-from ._options import CALIB, FORCE, JSON, TASK_OPTION, calib_size_option, input_shape_option, parse_task_options
+from ._options import (
+    CALIB,
+    FORCE,
+    JSON,
+    TASK_OPTION,
+    calib_size_option,
+    input_shape_option,
+    parse_task_options,
+    print_json,
+)
 
 
 def _check_options(method: str, sparsity, threshold, ratio, importance, allocation, calib) -> None:
@@ -145,7 +153,7 @@ def register(app: typer.Typer) -> None:
             report = prune_file(model, target, config, calibration=calibration, input_shape=shape)
         data = {"input": str(model), "output": None if target is None else str(target), **report.to_dict()}
         if as_json:
-            print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+            print_json("prune", data)
             return
         _print_report(report, target)
 

@@ -3,7 +3,6 @@ runtimes load the result and a `<OUT stem>.quant.json` sidecar."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -22,6 +21,7 @@ from ._options import (
     input_shape_option,
     max_drop_option,
     parse_task_options,
+    print_json,
 )
 
 # --max-drop with one image source (--data, --calib, or both the same folder): this share of it calibrates, the
@@ -204,6 +204,6 @@ def register(app: typer.Typer) -> None:
             result = quantize(model, output, config, calibration=calibration, probe=not no_probe,
                               probe_shape=probe_at)
         if as_json:
-            print(json.dumps(result.to_dict(), indent=2, default=str))
+            print_json("quant", result.to_dict())
             return
         _print_result(result, report)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from ..console import console
-from ._options import JSON
+from ._options import JSON, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -31,8 +30,8 @@ def register(app: typer.Typer) -> None:
                 from None
         if as_json:
             run = load_run(out)
-            print(json.dumps({"report": str(html), "markdown": str(out / "report.md"), "csv": str(out / "trials.csv"),
-                              "trials": len(run.trials), "result": run.result}, indent=2, default=str))
+            print_json("report", {"report": str(html), "markdown": str(out / "report.md"),
+                                  "csv": str(out / "trials.csv"), "trials": len(run.trials), "result": run.result})
             return
         console.print(f"wrote {html}, {out / 'report.md'} and {out / 'trials.csv'}", highlight=False)
 

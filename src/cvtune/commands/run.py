@@ -4,7 +4,6 @@ output, locally (threads, one session each) or on Ray (`--ray`, `--ray-address`)
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import typer
@@ -13,7 +12,7 @@ from ..console import console, err_console
 from ..deploy import is_deploy_file, load_deployed
 from ..pipeline import PredictorSpec, default_task, resolve_workers, run_pipeline, task_names
 from ..runtimes.devices import resolve_target, usable_cores
-from ._options import ENGINE, JSON, TARGET, TASK_OPTION, THREADS, build_runtime, parse_task_options
+from ._options import ENGINE, JSON, TARGET, TASK_OPTION, THREADS, build_runtime, parse_task_options, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -72,7 +71,7 @@ def register(app: typer.Typer) -> None:
         result = run_pipeline(spec, input_path, out, workers=n_workers, ray=use_ray, ray_address=ray_address,
                               progress=not as_json, force=force)
         if as_json:
-            print(json.dumps(result.to_dict(), indent=2))
+            print_json("run", result.to_dict())
             return
         resumed = f", {result.already_done} were already done" if result.already_done else ""
         errors = f", {result.errors} skipped as unreadable (rows with \"error\")" if result.errors else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -17,6 +16,7 @@ from ._options import (
     calib_size_option,
     max_drop_option,
     parse_task_options,
+    print_json,
 )
 
 
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
                 result = replace(result, allocation=allocate(result, budget), budget=budget)
                 write_json(out, result.to_dict(), schema="sensitivity")
         if as_json:
-            print(json.dumps({**result.to_dict(), "file": str(out)}, indent=2))
+            print_json("sensitivity", {**result.to_dict(), "file": str(out)})
             return
         console.print(result.table())
         console.print(f"saved {out}")
