@@ -92,14 +92,20 @@ def _check_external_data(proto: onnx.ModelProto, folder: Path, path: Path) -> No
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         if not location or os.path.isabs(location) or Path(location).is_absolute():
-            raise ModelError(f"{path}: tensor '{tensor.name}' has external data at an absolute location "
+            raise ModelError(f"{display_path(path)}: tensor '{tensor.name}' has external data at an absolute location "
                              f"'{location}'; external data must sit in the model's own folder")
         target = (root / location).resolve()
         if root != target and root not in target.parents:
-            raise ModelError(f"{path}: tensor '{tensor.name}' points its external data outside the model's folder "
+            raise ModelError(f"{display_path(path)}: tensor '{tensor.name}' points its external data outside the "
+                             f"model's folder "
                              f"('{location}'); refusing to read it")
         if not target.is_file():
-            raise ModelError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
+            raise ModelError(f"{display_path(path)}: external data file '{location}' for tensor '{tensor.name}' is "
+                             f"missing")
+        if target.stat().st_nlink > 1:
+            raise ModelError(f"{display_path(path)}: external data file '{location}' for tensor '{tensor.name}' is a "
+                             f"hard link (its bytes may belong to a file outside the model's folder); copy it "
+                             f"instead of linking it")
 
 
 def constant_tensors(proto: onnx.ModelProto) -> list[onnx.TensorProto]:

@@ -20,7 +20,7 @@ def runtime_option(default: str = "opencv") -> Any:
 
 ENGINE = typer.Option(None, "--engine", help="OpenCV engine: auto, new, classic (OpenCV 5); 4.x has classic only.")
 TARGET = typer.Option(None, "--target", help="OpenCV target: cpu, cpu_fp16, opencl, opencl_fp16, cuda, cuda_fp16.")
-THREADS = typer.Option(None, "--threads", "-t", help="Threads per session (cv2.setNumThreads / ORT intra-op).")
+THREADS = typer.Option(None, "--threads", "-t", min=1, help="Threads per session (cv2.setNumThreads / ORT intra-op).")
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout instead of tables.")
 FORCE = typer.Option(False, "--force", help="Replace an existing output (only once the new one is complete; files "
                      "cvtune did not write are never deleted).")
@@ -39,12 +39,12 @@ CALIB = typer.Option(None, "--calib", help="Folder of calibration images, like t
 
 def calib_size_option(default: int = 16) -> Any:
     """`--calib-size N`; the default is what the command's technique needs (its CalibrationNeed)."""
-    return typer.Option(default, "--calib-size", help="How many calibration images to use (spread evenly over "
+    return typer.Option(default, "--calib-size", min=1, help="How many calibration images to use (spread evenly over "
                         "the folder).")
 
 
 CALIB_SIZE = calib_size_option()
-LIMIT = typer.Option(None, "--limit", help="Use only the first N images (quicker, less precise).")
+LIMIT = typer.Option(None, "--limit", min=1, help="Use only the first N images (quicker, less precise).")
 TASK_OPTION = typer.Option(None, "--task-option", "-O", help="Task option KEY=VALUE, repeatable (e.g. "
                            "box_thresh=0.6, reference_model=orig.onnx).")
 

@@ -38,18 +38,20 @@ def register(app: typer.Typer) -> None:
         engine: str = ENGINE,
         target: str = TARGET,
         threads: int = THREADS,
-        batch: int = typer.Option(1, "--batch", "-b", help="Images per run (the model needs a dynamic batch dim)."),
+        batch: int = typer.Option(1, "--batch", "-b", min=1, help="Images per run (the model needs a dynamic batch "
+                                  "dim)."),
         input_shape: str = input_shape_option("The batch dim follows --batch."),
         compare: list[str] = typer.Option(None, "--compare", "-c", help="Another configuration, RUNTIME[:k=v,...], "
                                           "e.g. ort or opencv:engine=classic,threads=1. Repeatable."),
-        warmup: int = typer.Option(3, "--warmup", help="Untimed runs before measuring."),
-        min_runs: int = typer.Option(10, "--min-runs", help="Measure at least this many runs..."),
-        min_time: float = typer.Option(1.0, "--min-time", help="...and at least this many seconds."),
-        instances: int = typer.Option(None, "--instances", "-n", help="Throughput mode: this many processes, each "
-                                      "with its own session of --threads threads, run at once from a shared start."),
+        warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed runs before measuring."),
+        min_runs: int = typer.Option(10, "--min-runs", min=1, help="Measure at least this many runs..."),
+        min_time: float = typer.Option(1.0, "--min-time", min=0.0, help="...and at least this many seconds."),
+        instances: int = typer.Option(None, "--instances", "-n", min=1, help="Throughput mode: this many processes, "
+                                      "each with its own session of --threads threads, run at once from a shared "
+                                      "start."),
         sweep_layouts: bool = typer.Option(False, "--sweep", help="Throughput mode over the sensible layouts for "
                                            "this machine's cores (1x1, 1xC, Cx1, ..., batched), with ratios."),
-        duration: float = typer.Option(3.0, "--duration", help="Throughput mode: seconds of sustained load."),
+        duration: float = typer.Option(3.0, "--duration", min=0.1, help="Throughput mode: seconds of sustained load."),
         fallback: bool = typer.Option(False, "--fallback", help="If the requested target/provider/device is "
                                       "missing, run on the CPU instead (and say so) rather than stop."),
         as_json: bool = JSON,

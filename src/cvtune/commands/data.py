@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
     @group.command("synth-text")
     def synth_text(
         out: Path = typer.Option(..., "-o", "--out", help="Output folder (new, empty, or a previous synth output)."),
-        n: int = typer.Option(200, "--n", help="Number of images."),
+        n: int = typer.Option(200, "--n", min=1, help="Number of images."),
         seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same images."),
         fonts: str = typer.Option("all", "--fonts",
                                   help="'all' (bundled DejaVu/STIX + readable system fonts) or 'bundled' "

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
                                                       "ocr_lines (default: detected)."),
         runtime: str = typer.Option("opencv", "--runtime", "-r", help=f"Runtime: {', '.join(RUNTIMES)}."),
         engine: str = typer.Option(None, "--engine", help="OpenCV engine: new, classic or auto."),
-        threads: int = typer.Option(None, "--threads", help="Inference threads (default: the runtime's)."),
+        threads: int = typer.Option(None, "--threads", min=1, help="Inference threads (default: the runtime's)."),
         limit: int = LIMIT,
         input_size: str = typer.Option(None, "--input-size", help="Fixed network input HEIGHTxWIDTH, e.g. 640x640."),
         reference: Path = typer.Option(None, "--reference", help="fidelity: the original model to compare with."),

@@ -34,6 +34,11 @@ def register(app: typer.Typer) -> None:
         """Summarize a model: inputs/outputs, opset, params, FLOPs per layer, sparsity, ops, and runtime support."""
         shape = parse_shape(input_shape) if input_shape else None
         info = inspect_model(model, input_shape=shape, probe=not no_probe, layers=layers)
+        probes = info.get("runtimes") or []
+        if info["format"] != "onnx" and probes and not any(r["ok"] for r in probes):
+            from ..errors import ModelError  # OpenCV is the only reader of .pb/.tflite: if it cannot, nothing can
+
+            raise ModelError(f"no runtime here can load {model}: {probes[0]['error']}")
         if as_json:
             print_json("inspect", info)
             return

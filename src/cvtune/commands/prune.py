@@ -89,7 +89,8 @@ def register(app: typer.Typer) -> None:
                                         "first weighted layer dense."),
         skip_last: bool = typer.Option(True, "--skip-last/--no-skip-last", help="Unstructured: leave the last "
                                        "weighted layer dense."),
-        round_to: int = typer.Option(1, "--round-to", help="channel: round kept channel counts up to a multiple."),
+        round_to: int = typer.Option(1, "--round-to", min=1, help="channel: round kept channel counts up to a "
+                                     "multiple."),
         allocation: Path = typer.Option(None, "--allocation", help="Per-layer levels from `cvtune sensitivity "
                                         "--max-drop` (its JSON file) instead of one --sparsity/--ratio."),
         plan_only: bool = typer.Option(False, "--plan", help="Print the plan (channel groups, or per-layer "

@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
                                   "source (or the same folder as --calib), a seeded 30% split of it calibrates and "
                                   "the rest evaluates: calibration never sees an evaluation image."),
         limit: int = LIMIT,
-        max_steps: int = typer.Option(8, "--max-steps", help="Most layers to try keeping in float."),
+        max_steps: int = typer.Option(8, "--max-steps", min=0, help="Most layers to try keeping in float."),
         no_probe: bool = typer.Option(False, "--no-probe", help="Skip probing which runtimes load the result."),
         probe_shape: str = typer.Option(None, "--probe-shape", help="Input shape for the probe (default: the "
                                         "model's default)."),
