@@ -100,6 +100,8 @@ def _header_pixels(raw: np.ndarray) -> int | None:
 
         with Image.open(io.BytesIO(raw.tobytes())) as header:
             width, height = header.size
+    except Image.DecompressionBombError:  # beyond Pillow's own limit, far beyond ours
+        return MAX_IMAGE_PIXELS + 1
     except Exception:  # noqa: BLE001 - any format Pillow does not know: let OpenCV try
         return None
     return int(width) * int(height)
@@ -111,7 +113,7 @@ def decode_image(raw: np.ndarray) -> tuple[np.ndarray | None, str]:
 
     pixels = _header_pixels(raw)
     if pixels is not None and pixels > MAX_IMAGE_PIXELS:
-        return None, f"image too large ({pixels:,} pixels in its header; at most {MAX_IMAGE_PIXELS:,})"
+        return None, f"image too large (its header claims more than {MAX_IMAGE_PIXELS:,} pixels)"
     try:
         image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     except (cv2.error, MemoryError) as exc:
