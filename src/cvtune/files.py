@@ -95,6 +95,10 @@ def _writable_folder(folder: Path, output: Path) -> None:
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {display_path(output)}: folder {display_path(probe)} is read-only or not "
                           f"writable by you; choose another -o")
+    try:  # access() trusts mode bits (root passes them all): make sure, with an empty folder made and removed
+        os.rmdir(tempfile.mkdtemp(prefix=_temp_name(output), dir=probe))
+    except OSError as exc:
+        raise _output_error(exc, output) from None
 
 
 def check_output(path: str | os.PathLike[str], *, force: bool = False, inputs: Iterable[Any] = (),

@@ -260,10 +260,10 @@ def parse_shape(text: str) -> tuple[int, ...]:
     except ValueError:
         shape = ()
     if len(shape) != len(parts) or not 2 <= len(shape) <= MAX_SHAPE_RANK or any(d <= 0 for d in shape):
-        raise UsageError(f"bad input shape '{text}': expected positive integers joined by x (2 to "
+        raise UsageError(f"bad input shape {text!r}: expected positive integers joined by x (2 to "
                          f"{MAX_SHAPE_RANK} of them), e.g. 1x3x640x640")
     if any(d > MAX_DIM for d in shape) or math.prod(shape) > MAX_SHAPE_ELEMENTS:
-        raise UsageError(f"input shape '{text}' is too large (at most {MAX_DIM} per dim and "
+        raise UsageError(f"input shape {text!r} is too large (at most {MAX_DIM} per dim and "
                          f"{MAX_SHAPE_ELEMENTS:,} values in all)")
     return shape
 

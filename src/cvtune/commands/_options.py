@@ -77,7 +77,7 @@ def parse_task_options(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--task-option takes KEY=VALUE, e.g. box_thresh=0.6 (got '{item}')")
+            raise UsageError(f"--task-option takes KEY=VALUE, e.g. box_thresh=0.6 (got {item!r})")
         options[key.strip()] = _coerce(value.strip())
     return options
 
@@ -100,7 +100,7 @@ def parse_runtime_spec(spec: str) -> Runtime:
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
-            raise UsageError(f"bad runtime spec '{spec}': expected RUNTIME[:key=value,...], e.g. opencv:engine=classic")
+            raise UsageError(f"bad runtime spec {spec!r}: expected RUNTIME[:key=value,...], e.g. opencv:engine=classic")
         settings[key.strip()] = _coerce(value.strip())
     return make_runtime(name.strip(), **settings)
 

@@ -58,6 +58,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Benchmark a model: p50/p90/p99/mean/std latency, images/s, peak RSS, load time, GFLOP/s; or, with
         --instances/--sweep, sustained images/s and latency under load for instances x threads x batch layouts."""
+        from ..model import check_model_file
+
+        check_model_file(model)  # missing, a folder, or not the format its suffix says: before any child starts
         shape = parse_shape(input_shape) if input_shape else None
         settings = BenchSettings(warmup=warmup, min_runs=min_runs, min_time_s=min_time)
         runtimes = [build_runtime(runtime, engine=engine, target=target, threads=threads)]

@@ -22,7 +22,7 @@ from .context import SearchContext
 from .final import final_timing
 from .pareto import pareto_front
 from .space import baseline_candidate, build_space
-from .store import Store, check_out_dir
+from .store import STORE_NAME, Store, check_out_dir
 from .strategy import choose, make_strategy, promote, screen
 from .trials import FINAL_ROUNDS, EventFn, Search, check_fit
 
@@ -49,6 +49,9 @@ def _optimize(config: OptimizeConfig, on_event: EventFn | None) -> OptimizeResul
     if not Path(config.model).is_file():
         raise ModelError(f"model file not found: {config.model}")
     ctx = SearchContext.load(config)
+    if (Path(config.out) / STORE_NAME).is_file():  # resuming: other settings are refused before any measuring
+        with Store.open(config.out, create=False) as store:
+            store.check_identity(ctx.identity(), record=False)
     check_fit(ctx, clock)
     with Store.open(config.out) as store:
         search = Search(ctx, store, clock, on_event)

@@ -164,11 +164,13 @@ class Store:
         with _transaction(self.conn):
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
 
-    def check_identity(self, identity: dict[str, Any]) -> bool:
-        """Record what this run measures (model, task, data, split); refuse to mix runs. True when resuming."""
+    def check_identity(self, identity: dict[str, Any], *, record: bool = True) -> bool:
+        """Record what this run measures (model, task, data, split, budget); refuse to mix runs. True when
+        resuming. `record=False` only compares (a check before anything is measured)."""
         stored = self.get_meta("identity")
         if stored is None:
-            self.set_meta("identity", identity)
+            if record:
+                self.set_meta("identity", identity)
             return False
         differs = [k for k in sorted(set(stored) | set(identity)) if stored.get(k) != identity.get(k)]
         if differs:
