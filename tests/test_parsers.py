@@ -20,7 +20,7 @@ from cvtune.model import MAX_DIM, MAX_SHAPE_ELEMENTS, MAX_SHAPE_RANK, parse_shap
 from cvtune.runtimes import RUNTIMES, runtime_from_dict
 from cvtune.tasks.common import parse_size
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 SPEC_TEXT = st.text(alphabet="ortpencvix:=,.-_0123456789abcdefghklmsuwTF ", max_size=40)
 

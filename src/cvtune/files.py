@@ -30,9 +30,9 @@ from typing import Any
 
 from .errors import OutputError, UsageError
 
-__all__ = ["atomic_dir", "atomic_files", "atomic_path", "check_output", "display_path", "is_temporary",
-           "is_utf8_path", "json_document", "output_lock", "read_bytes", "refuse_overwrite_of_input", "schema_id",
-           "sweep_leftovers", "temp_dir", "use_process_temp_root", "write_json", "write_text"]
+__all__ = ["atomic_dir", "atomic_files", "atomic_path", "check_output", "check_unlocked", "display_path",
+           "is_temporary", "is_utf8_path", "json_document", "output_lock", "read_bytes", "refuse_overwrite_of_input",
+           "schema_id", "sweep_leftovers", "temp_dir", "use_process_temp_root", "write_json", "write_text"]
 
 TEMP_TAG = ".cvtune-"  # hidden temporaries: .NAME.cvtune-PID-XXXX[.suffix]
 _LEFTOVER = re.compile(r"^\..+\.cvtune-(\d+)-[A-Za-z0-9_]+(\.[^/]*)?$")
@@ -440,10 +440,19 @@ def _holder(lock: Path) -> str:
         return "a process that is starting"
 
 
+def check_unlocked(target: str | os.PathLike[str], *, folder: bool = False) -> None:
+    """Refuse early (before any work) an output another cvtune holds the lock of; output_lock takes it later."""
+    target = Path(target)
+    if (target / LOCK_NAME if folder else _lock_file(target)).exists():
+        with output_lock(target, folder=folder, probe=True):
+            pass
+
+
 @contextlib.contextmanager
-def output_lock(target: str | os.PathLike[str], *, folder: bool = False) -> Iterator[Path]:
+def output_lock(target: str | os.PathLike[str], *, folder: bool = False, probe: bool = False) -> Iterator[Path]:
     """Hold an exclusive lock on an output (a file, or with `folder` a folder) for the block. A second cvtune
-    wanting the same output gets a UsageError saying who holds it; the lock of a dead process is taken over."""
+    wanting the same output gets a UsageError saying who holds it; the lock of a dead process is taken over.
+    `probe`: only check (the lock file of a free lock is left as it was)."""
     import fcntl
 
     target = Path(target)
@@ -473,6 +482,10 @@ def output_lock(target: str | os.PathLike[str], *, folder: bool = False) -> Iter
         if same:  # not a file the previous holder unlinked while we waited for it
             break
         os.close(fd)
+    if probe:
+        os.close(fd)
+        yield lock
+        return
     info = {"pid": os.getpid(), "host": socket.gethostname(), "command": current_command,
             "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     os.ftruncate(fd, 0)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..files import check_output, display_path, output_lock
+from ..files import check_output, check_unlocked, display_path, output_lock
 from ..runtimes.devices import usable_cores
 from .jsonl import ResultWriter, Resume, scan_results
 from .predictor import RAW, Predictor, PredictorSpec, RawTask, build_task, default_task, task_names
@@ -94,6 +94,7 @@ def run_pipeline(spec: PredictorSpec, source: ImageSource | VideoSource | str | 
         raise UsageError(f"--out {display_path(out)} is a folder; give a file name such as results.jsonl")
     check_output(out, force=True, inputs=(spec.model, source.path if isinstance(source, VideoSource) else None),
                  option="--out")
+    check_unlocked(out)  # another run writing it: say so before loading anything
     workers = resolve_workers(workers)
     check_batch(spec.model, spec.batch)
     spec.build_task().close()  # bad task options fail here, once, before any thread or actor starts

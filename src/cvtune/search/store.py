@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CvtuneError, UsageError
-from ..files import LOCK_NAME, check_output, display_path, is_temporary, output_lock
+from ..files import LOCK_NAME, check_output, check_unlocked, display_path, is_temporary, output_lock
 from .records import BuiltModel, Trial
 
 STORE_NAME = "trials.sqlite"
@@ -71,6 +71,7 @@ def check_out_dir(out: str | Path) -> Path:
         if not os.access(out, os.W_OK | os.X_OK):
             raise UsageError(f"output folder {display_path(out)} is read-only or not writable by you; choose "
                              f"another -o")
+        check_unlocked(out, folder=True)  # a search running there: say so now, not after minutes of set-up
     else:
         check_output(out / STORE_NAME, force=True)  # its parent must be a folder we can create OUT in
     return out
