@@ -35,6 +35,12 @@ def _python(code: str, env: dict[str, str] | None = None) -> subprocess.Complete
                           errors="backslashreplace", env=env or _env(), timeout=300)
 
 
+def killed_pid(tmp_path: Path) -> int:
+    """The pid of a process that has exited (nothing runs under it now, barring reuse)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
 def _crop(seed: int) -> np.ndarray:
     image = np.full((48, 192, 3), 230 - 15 * seed, np.uint8)
     cv2.putText(image, f"line {seed}", (8, 34), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (10, 10, 10), 2)
@@ -165,10 +171,23 @@ def test_temporaries_of_killed_processes_are_removed_and_live_ones_kept(tmp_path
     assert (root / "half-written.onnx").exists() and len(list(root.glob("cvtune-*-quantize-*"))) == 1
     live = tmp_path / f"cvtune-{os.getpid()}-alive"  # this process is alive: its folder must survive
     live.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    with temp_dir("next") as scratch:  # the next cvtune to make a temporary folder sweeps the dead ones
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, scratch.name])
-    assert [p.name for p in tmp_path.iterdir()] == [live.name]
+    # a folder whose pid looks dead from here (another pid namespace sharing /tmp) but whose owner is alive: kept
+    elsewhere = tmp_path / f"cvtune-{killed_pid(tmp_path)}-container"
+    elsewhere.mkdir()
+    owner = os.open(elsewhere / ".cvtune-owner", os.O_RDWR | os.O_CREAT)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; fcntl.flock(int(sys.argv[1]), "
+                               "fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(owner)],
+                              pass_fds=(owner,), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        with temp_dir("next") as scratch:  # the next cvtune to make a temporary folder sweeps the dead ones
+            assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name, scratch.name])
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name])
+    finally:
+        holder.kill()
+        holder.wait()
+        os.close(owner)
 
 
 # ---- locks -------------------------------------------------------------------------------------------------------

@@ -210,9 +210,39 @@ def _remove(path: Path) -> bool:
     return True
 
 
+OWNER = ".cvtune-owner"  # inside a scratch folder: flock-ed by its process for as long as it lives
+
+
+def _flock(fd: int, *, block: bool = False) -> bool:
+    """Take an exclusive flock on `fd`; False when another process holds it (True where flock does not exist)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: the pid check alone decides
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def _held(path: Path) -> bool:
+    """True when a live process holds the flock of a temporary (a file: itself; a folder: its owner file). The pid
+    in a name can look dead from another pid namespace (a container sharing /tmp): the flock cannot."""
+    lock = path / OWNER if path.is_dir() and not path.is_symlink() else path
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return not _flock(fd)
+    finally:
+        os.close(fd)
+
+
 def sweep_leftovers(folder: str | os.PathLike[str], *, pattern: re.Pattern[str] = _LEFTOVER) -> int:
-    """Remove the temporaries a killed cvtune left in `folder` (names carry the writer's pid; only dead writers'
-    files, only ours). Returns how many were removed. Never raises."""
+    """Remove the temporaries a killed cvtune left in `folder`: only ours (our uid, our naming), only when the
+    process named in them is gone and nobody holds their lock. Returns how many were removed. Never raises."""
     removed = 0
     try:
         entries = list(os.scandir(folder))
@@ -228,7 +258,8 @@ def sweep_leftovers(folder: str | os.PathLike[str], *, pattern: re.Pattern[str] 
                 continue
         except OSError:
             continue
-        removed += _remove(Path(entry.path))
+        if not _held(Path(entry.path)):
+            removed += _remove(Path(entry.path))
     return removed
 
 
@@ -236,17 +267,25 @@ def _temp_name(target: Path) -> str:
     return f".{target.name[:100]}{TEMP_TAG}{os.getpid()}-"
 
 
+def _owned_dir(base: Path, prefix: str) -> tuple[Path, int]:
+    """A new folder in `base` named PREFIX-XXXX with an owner file this process holds the flock of."""
+    sweep_leftovers(base, pattern=_TEMP_ROOT)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    fd = os.open(path / OWNER, os.O_RDWR | os.O_CREAT, 0o600)
+    _flock(fd, block=True)
+    return path, fd
+
+
 @contextlib.contextmanager
 def temp_dir(prefix: str) -> Iterator[Path]:
     """A private scratch folder `$TMPDIR/cvtune-PID-PREFIX-XXXX`, removed on exit; a killed process's folder is
     removed by the next cvtune (see sweep_leftovers). Never shared between processes."""
-    base = Path(tempfile.gettempdir())
-    sweep_leftovers(base, pattern=_TEMP_ROOT)
-    path = Path(tempfile.mkdtemp(prefix=f"cvtune-{os.getpid()}-{prefix}-", dir=base))
+    path, fd = _owned_dir(Path(tempfile.gettempdir()), f"cvtune-{os.getpid()}-{prefix}-")
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
 
 
 _process_root: Path | None = None
@@ -259,10 +298,9 @@ def use_process_temp_root() -> Path:
     if _process_root is None:
         import atexit
 
-        base = Path(tempfile.gettempdir())
-        sweep_leftovers(base, pattern=_TEMP_ROOT)
-        _process_root = Path(tempfile.mkdtemp(prefix=f"cvtune-{os.getpid()}-", dir=base))
+        _process_root, fd = _owned_dir(Path(tempfile.gettempdir()), f"cvtune-{os.getpid()}-")
         tempfile.tempdir = str(_process_root)
+        atexit.register(os.close, fd)
         atexit.register(shutil.rmtree, _process_root, ignore_errors=True)
     return _process_root
 
@@ -313,6 +351,7 @@ def atomic_files(*targets: str | os.PathLike[str], size_hint: int | None = None,
     take (checked against the free space first); `suffix`: the primary temporary's suffix (default: the target's)."""
     paths = [Path(t) for t in targets]
     temps: list[Path] = []
+    fds: list[int] = []
     try:
         for i, target in enumerate(paths):
             if target.is_dir():
@@ -326,7 +365,8 @@ def atomic_files(*targets: str | os.PathLike[str], size_hint: int | None = None,
                                            dir=folder)
             except OSError as exc:
                 raise _output_error(exc, target) from None
-            os.close(fd)
+            fds.append(fd)  # held (flock) until the end: a sweeper in another pid namespace sees it is alive
+            _flock(fd, block=True)
             temps.append(Path(tmp))
         try:
             yield tuple(temps)
@@ -350,6 +390,8 @@ def atomic_files(*targets: str | os.PathLike[str], size_hint: int | None = None,
         for tmp in temps:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+        for fd in fds:
+            os.close(fd)
 
 
 @contextlib.contextmanager
