@@ -58,8 +58,10 @@ def make_runtime(name: str, **settings: Any) -> Runtime:
     for field in ("threads", "inter_threads"):
         value = getattr(runtime, field, None)
         if isinstance(value, int) and value > max_threads():
-            raise UsageError(f"{field}={value} is far more than this machine's {max_threads() // 4} logical cores "
-                             f"can run; use at most {max_threads()}")
+            import os
+
+            raise UsageError(f"{field}={value} is far more threads than this machine's {os.cpu_count() or 1} "
+                             f"logical cores can run; use at most {max_threads()}")
     return runtime
 
 
