@@ -292,12 +292,13 @@ def test_paths_that_are_not_utf8_work(cls_model: Path, inputs: Path, tmp_path: P
     os.mkdir(folder)
     model = os.path.join(folder, "m.onnx")
     Path(model).write_bytes(cls_model.read_bytes())
-    for i in range(2):
-        cv2.imencode(".png", _crop(i))[1].tofile(os.path.join(folder, f"line_{i}.png"))
+    for name in ("line_0.png", os.fsdecode(b"line_\xff.png")):
+        cv2.imencode(".png", _crop(len(name)))[1].tofile(os.path.join(folder, name))
     argvs = [["inspect", model, "--no-probe"],
              ["eval", model, "--task", "fidelity", "--data", folder, "--reference", model, "--limit", "2"],
              ["run", model, "-i", folder, "-o", os.path.join(folder, "r.jsonl")],
-             ["prune", model, "-o", os.path.join(folder, "p.onnx"), "--sparsity", "0.3"]]
+             ["prune", model, "-o", os.path.join(folder, "p.onnx"), "--sparsity", "0.3"],
+             ["quantize", model, "-o", os.path.join(folder, "q.onnx"), "--calib", folder, "--no-probe"]]
     code = f"""
         import json, os, sys
         from cvtune.cli import run_cli
@@ -307,9 +308,10 @@ def test_paths_that_are_not_utf8_work(cls_model: Path, inputs: Path, tmp_path: P
     """
     done = _python(code)
     assert done.returncode == 0, done.stderr[-1500:]
-    assert done.stdout.splitlines()[-1] == "EXIT CODES [0, 0, 0, 0]", done.stderr[-1500:]
-    rows = Path(folder, "r.jsonl").read_text().splitlines()
-    assert len(rows) == 2 and all("prediction" in json.loads(r) for r in rows)
+    assert done.stdout.splitlines()[-1] == "EXIT CODES [0, 0, 0, 0, 0]", done.stderr[-1500:]
+    rows = [json.loads(r) for r in Path(folder, "r.jsonl").read_text().splitlines()]
+    assert sorted(r["file"] for r in rows) == sorted(["line_0.png", os.fsdecode(b"line_\xff.png")])
+    assert all("prediction" in r for r in rows)
     assert json.loads(Path(folder, "p.prune.json").read_text())["input"] == model
 
 
@@ -367,3 +369,34 @@ def test_temp_dir_is_private_and_removed() -> None:
     with temp_dir("unit") as first, temp_dir("unit") as second:
         assert first != second and f"cvtune-{os.getpid()}-unit-" in first.name
     assert not first.exists() and not second.exists()
+
+
+# ---- reports: names from the run are text, never markup ----------------------------------------------------------
+
+def test_reports_escape_names_from_the_run(optimize_run, tmp_path: Path) -> None:
+    """A model named like markup and an output folder named r<!--<script>: report.md shows them as text (Markdown
+    viewers render raw HTML), and report.html's JSON block stays one inert, parseable block."""
+    import html
+    import re
+    import shutil
+
+    from cvtune.report import write_report
+    from cvtune.search.store import Store
+
+    config, _ = optimize_run
+    out = tmp_path / "r<!--<script>"
+    shutil.copytree(config.out, out, ignore=shutil.ignore_patterns("models"))
+    name = '<img src=x onerror=alert(1)>[click](javascript:alert(2))'
+    with Store.open(out) as store:
+        store.set_meta("facts", {**store.get_meta("facts", {}), "model_name": name})
+        store.set_meta("result", {**store.get_meta("result"), "out": str(out)})  # the folder name, in the JSON
+    write_report(out)
+    markdown = (out / "report.md").read_text()
+    assert "<img" not in markdown and "](javascript" not in markdown
+    assert "&lt;img src=x onerror=alert(1)&gt;" in markdown
+    page = (out / "report.html").read_text()
+    assert "<img src=x" not in page and html.escape(name) in page
+    [block] = re.findall(r'<script type="application/json" id="result-data">(.*?)</script>', page, re.S)
+    assert "<" not in block and ">" not in block
+    data = json.loads(block)
+    assert "r<!--<script>" in json.dumps(data, ensure_ascii=False)

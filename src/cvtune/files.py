@@ -31,8 +31,9 @@ from typing import Any
 from .errors import OutputError, UsageError
 
 __all__ = ["atomic_dir", "atomic_files", "atomic_path", "check_output", "check_unlocked", "display_path",
-           "is_temporary", "is_utf8_path", "json_document", "output_lock", "read_bytes", "refuse_overwrite_of_input",
-           "schema_id", "sweep_leftovers", "temp_dir", "use_process_temp_root", "write_json", "write_text"]
+           "is_temporary", "is_utf8_path", "json_document", "output_lock", "path_or_bytes", "read_bytes",
+           "refuse_overwrite_of_input", "schema_id", "sweep_leftovers", "temp_dir", "use_process_temp_root",
+           "write_json", "write_text"]
 
 TEMP_TAG = ".cvtune-"  # hidden temporaries: .NAME.cvtune-PID-XXXX[.suffix]
 _LEFTOVER = re.compile(r"^\..+\.cvtune-(\d+)-[A-Za-z0-9_]+(\.[^/]*)?$")
@@ -65,6 +66,12 @@ def is_utf8_path(path: str | os.PathLike[str]) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def path_or_bytes(path: str | os.PathLike[str]) -> str | bytes:
+    """For libraries that take a path or the file's bytes (ONNX Runtime): the path as text when it is UTF-8 (so
+    external data next to the model is found), else the bytes, read by Python."""
+    return os.fsdecode(path) if is_utf8_path(path) else read_bytes(path, what="model")
 
 
 def read_bytes(path: str | os.PathLike[str], *, what: str = "file") -> bytes:

@@ -95,10 +95,10 @@ class OrtSession:
             providers.append("CPUExecutionProvider")
         try:
             extra = {"disabled_optimizers": list(runtime.disabled_optimizers)} if runtime.disabled_optimizers else {}
-            from ..files import is_utf8_path  # a path ORT cannot take as text: hand it the bytes
+            from ..files import path_or_bytes  # a path ORT cannot take as text: hand it the bytes
 
-            source = str(model_path) if is_utf8_path(model_path) else model_path.read_bytes()
-            self.session = ort.InferenceSession(source, sess_options=options, providers=providers, **extra)
+            self.session = ort.InferenceSession(path_or_bytes(model_path), sess_options=options, providers=providers,
+                                                **extra)
         except Exception as exc:  # noqa: BLE001 - ORT raises several exception types for bad models
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"ONNX Runtime cannot load {model_path}: {first[:300]}") from None
