@@ -53,9 +53,10 @@ def _own(name: str) -> bool:
     return name in OWN_ENTRIES or name == LOCK_NAME or is_temporary(name)
 
 
-def check_out_dir(out: str | Path) -> Path:
+def check_out_dir(out: str | Path, *, writing: bool = True) -> Path:
     """OUT must be new, empty, or a previous cvtune optimize run (then it is resumed). Anything else: refuse,
-    before anything is written (a file, a folder holding other files, a place that cannot be written)."""
+    before anything is written (a file, a folder holding other files, a place that cannot be written, a folder
+    another search is writing; readers such as `cvtune report` only need the first three)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {display_path(out)} is a file; give a folder for -o")
@@ -71,7 +72,8 @@ def check_out_dir(out: str | Path) -> Path:
         if not os.access(out, os.W_OK | os.X_OK):
             raise UsageError(f"output folder {display_path(out)} is read-only or not writable by you; choose "
                              f"another -o")
-        check_unlocked(out, folder=True)  # a search running there: say so now, not after minutes of set-up
+        if writing:
+            check_unlocked(out, folder=True)  # a search running there: say so now, not after minutes of set-up
     else:
         check_output(out / STORE_NAME, force=True)  # its parent must be a folder we can create OUT in
     return out
@@ -101,7 +103,7 @@ class Store:
     # ---- opening -----------------------------------------------------------------------------------
     @classmethod
     def open(cls, out: str | Path, *, create: bool = True) -> Store:
-        out = check_out_dir(out)
+        out = check_out_dir(out, writing=create)
         path = out / STORE_NAME
         if not path.exists() and not create:
             raise UsageError(f"{out} holds no {STORE_NAME}: run `cvtune optimize ... -o {out}` first")
