@@ -270,7 +270,7 @@ def test_deployed_model_predicts_like_its_task(cls_model: Path, crops: Path, tmp
 @pytest.mark.parametrize(("change", "message"), [
     ({"model": "missing.onnx"}, "model 'missing.onnx' not found"),
     ({"runtime": {"runtime": "tensorflow"}}, "unknown runtime 'tensorflow'"),
-    ({"batch": 0}, "'batch' must be a whole number >= 1"),
+    ({"batch": 0}, "batch: Input should be greater than or equal to 1"),
     ({"task": "poetry"}, "unknown task 'poetry'"),
 ])
 def test_bad_deploy_files_name_the_problem(cls_model: Path, tmp_path: Path, change: dict, message: str) -> None:

@@ -39,7 +39,7 @@ CALIB = typer.Option(None, "--calib", help="Folder of calibration images, like t
 
 def calib_size_option(default: int = 16) -> Any:
     """`--calib-size N`; the default is what the command's technique needs (its CalibrationNeed)."""
-    return typer.Option(default, "--calib-size", min=1, help="How many calibration images to use (spread evenly over "
+    return typer.Option(default, "--calib-size", help="How many calibration images to use (spread evenly over "
                         "the folder).")
 
 

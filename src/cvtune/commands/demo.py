@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("cvtune-demo"), "--output", "-o", help="Folder for the generated data and "
                                  "the search (run again to resume or re-show)."),
-        images: int = typer.Option(80, "--images", min=10, help="Generated text images (calibration + evaluation)."),
+        images: int = typer.Option(80, "--images", help="Generated text images (calibration + evaluation)."),
         time_limit: str = time_option("3m"),
         max_drop: str = max_drop_option("1%"),
         preset: str = typer.Option("quick", "--preset", help="Search space preset: quick, default, full."),

@@ -21,7 +21,6 @@ import numpy as np
 
 from ..errors import DatasetError, UsageError
 from ..files import display_path
-from ..schemas import CocoFile, parse
 from .base import IMAGE_SUFFIXES, Dataset, Sample, TextBox, read_image_or_warn
 
 __all__ = [
@@ -245,6 +244,8 @@ def load_coco(path_or_json: str | os.PathLike[str], images_dir: str | os.PathLik
     where = display_path(path)
     _require(isinstance(data, dict) and isinstance(data.get("images"), list), where,
              "not a COCO file: needs an 'images' list (and 'annotations', 'categories')")
+    from ..schemas import CocoFile, parse  # pydantic: imported only for COCO files
+
     doc = parse(CocoFile, data, source=path, error=DatasetError)  # types: ids, file names, boxes
     cat_ids = {cat.id: cat.name for cat in doc.categories}
     images: dict[Any, dict] = {}

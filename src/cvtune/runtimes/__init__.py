@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 from typing import Any
 
 from ..errors import UsageError
@@ -27,12 +30,34 @@ def max_threads() -> int:
     return max(64, 4 * (os.cpu_count() or 1))
 
 
-def _validated(cls: type[Runtime], name: str, settings: dict[str, Any]) -> Runtime:
-    """Settings checked against the dataclass's field types (pydantic): threads=abc is one clear error."""
-    import pydantic
+@functools.cache
+def _field_types(cls: type[Runtime]) -> dict[str, tuple[type, ...]]:
+    """The plain types each settings field accepts (int | None -> (int, NoneType)); tuples as (tuple,)."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        if typing.get_origin(hint) is typing.ClassVar:
+            continue
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        out[name] = tuple(typing.get_origin(o) or o for o in options)
+    return out
 
+
+def _validated(cls: type[Runtime], name: str, settings: dict[str, Any]) -> Runtime:
+    """Settings checked against the dataclass's field types: values of the right type go straight in (the common
+    case, in every child process); anything else is coerced or refused by pydantic (threads=abc: one clear error)."""
     tuples = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, tuple)}  # type: ignore[arg-type]
     values = {k: [v] if k in tuples and isinstance(v, str) else v for k, v in settings.items()}
+    kinds = _field_types(cls)
+
+    def plain(key: str, value: Any) -> bool:
+        if key in tuples:
+            return isinstance(value, list | tuple) and all(isinstance(x, str) for x in value)
+        return isinstance(value, kinds.get(key, ())) and (bool in kinds[key] or not isinstance(value, bool))
+
+    if all(plain(k, v) for k, v in values.items()):
+        return cls(**values)
+    import pydantic
+
     try:
         return pydantic.TypeAdapter(cls).validate_python(values)
     except pydantic.ValidationError as exc:
