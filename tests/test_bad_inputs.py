@@ -89,6 +89,7 @@ def world(tmp_path_factory, cls_model: Path) -> Path:
     onnx.save(broken, str(w / "checker.onnx"))
     (w / "garbage.pb").write_bytes(b"garbage\n" * 10)
     (w / "garbage.tflite").write_bytes(b"garbage\n" * 10)
+    (w / "truncated.tflite").write_bytes(struct.pack("<I", 28) + b"TFL3" + bytes(range(256))[:120])  # header only
     (w / "model_dir.onnx").mkdir()
     with_external_data(w / "ext_up" / "m", "../w.bin")
     outside = w / "outside.bin"
@@ -243,6 +244,8 @@ CASES = [
     Case("model-garbage-tflite", lambda w, o: ["inspect", f"{w}/garbage.tflite"], "TFLite"),
     Case("model-garbage-tflite-bench", lambda w, o: ["bench", f"{w}/garbage.tflite", "--input-shape",
                                                      "1x3x8x8"], "TFLite"),
+    Case("model-truncated-tflite-bench", lambda w, o: ["bench", f"{w}/truncated.tflite", "--input-shape",
+                                                       "1x3x8x8", "--min-runs", "1"], "truncated.tflite"),
     Case("pb-needs-onnx-for-prune", lambda w, o: ["prune", f"{w}/garbage.pb", "-o", f"{o}/p.onnx", "--sparsity",
                                                   "0.5"], "ONNX"),
     Case("external-data-dotdot", lambda w, o: ["inspect", f"{w}/ext_up/m/m.onnx", "--no-probe"], "outside"),
