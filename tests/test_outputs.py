@@ -392,8 +392,8 @@ def test_reports_escape_names_from_the_run(optimize_run, tmp_path: Path) -> None
         store.set_meta("result", {**store.get_meta("result"), "out": str(out)})  # the folder name, in the JSON
     write_report(out)
     markdown = (out / "report.md").read_text()
-    assert "<img" not in markdown and "](javascript" not in markdown
-    assert "&lt;img src=x onerror=alert(1)&gt;" in markdown
+    assert "<img" not in markdown and "[click](" not in markdown  # no raw HTML, no live link
+    assert "&lt;img src=x onerror=alert(1)&gt;\\[click\\](javascript:alert(2))" in markdown
     page = (out / "report.html").read_text()
     assert "<img src=x" not in page and html.escape(name) in page
     [block] = re.findall(r'<script type="application/json" id="result-data">(.*?)</script>', page, re.S)
