@@ -23,7 +23,7 @@ from cvtune.data.base import read_image
 from cvtune.deploy import load_deployed
 from cvtune.errors import ModelError, RuntimeUnavailable, UsageError
 from cvtune.pipeline import PredictorSpec, build_task, run_pipeline
-from cvtune.pipeline.jsonl import read_done
+from cvtune.pipeline.jsonl import ResultWriter, read_done, scan_results
 from cvtune.runtimes import make_runtime
 
 
@@ -138,8 +138,13 @@ def test_killed_run_resumes_without_lost_or_duplicated_rows(det_model: Path, tmp
 def test_a_torn_last_line_is_cut_and_redone(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     out.write_text('{"file":"a.png","prediction":1}\n{"file":"b.png","prediction":2}\n{"file":"c.p')
-    assert read_done(out, "file") == {"a.png", "b.png"}
-    assert out.read_text().endswith('"prediction":2}\n')
+    resume = scan_results(out, "file")
+    assert read_done(out, "file") == set(resume.done) == {"a.png", "b.png"}
+    assert out.read_text().endswith('{"file":"c.p'), "reading never changes the file"
+    writer = ResultWriter(out, keep_bytes=resume.valid_bytes)  # the torn row is cut when the first row is written
+    writer.add(0, {"file": "c.png", "prediction": 3})
+    writer.close()
+    assert out.read_text().splitlines()[-2:] == ['{"file":"b.png","prediction":2}', '{"file":"c.png","prediction":3}']
 
 
 def test_a_file_that_is_not_ours_is_refused_and_left_alone(cls_model: Path, crops: Path, tmp_path: Path,
@@ -265,7 +270,7 @@ def test_deployed_model_predicts_like_its_task(cls_model: Path, crops: Path, tmp
 @pytest.mark.parametrize(("change", "message"), [
     ({"model": "missing.onnx"}, "model 'missing.onnx' not found"),
     ({"runtime": {"runtime": "tensorflow"}}, "unknown runtime 'tensorflow'"),
-    ({"batch": 0}, "'batch' must be a whole number >= 1"),
+    ({"batch": 0}, "batch: Input should be greater than or equal to 1"),
     ({"task": "poetry"}, "unknown task 'poetry'"),
 ])
 def test_bad_deploy_files_name_the_problem(cls_model: Path, tmp_path: Path, change: dict, message: str) -> None:

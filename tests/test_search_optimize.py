@@ -21,8 +21,8 @@ from cvtune.runtimes import runtime_from_dict
 from cvtune.search import Trial, optimize
 from cvtune.search.store import Store
 
-DEPLOY_KEYS = {"model", "runtime", "task", "task_options", "input_size", "batch", "instances", "preprocessing",
-               "preprocessing_source", "transforms", "expected"}
+DEPLOY_KEYS = {"schema", "version", "model", "runtime", "task", "task_options", "input_size", "batch", "instances",
+               "preprocessing", "preprocessing_source", "transforms", "expected"}
 
 
 def _rows(out: Path) -> list[Trial]:

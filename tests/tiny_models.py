@@ -77,3 +77,50 @@ def head_model(path: Path, outputs: dict[str, np.ndarray], *, size: tuple[int, i
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+# ---- models cvtune must refuse at load (the bad-input catalogue) ------------------------------------------------
+
+def no_input(path: Path) -> onnx.ModelProto:
+    """A graph with no input at all: y = Constant."""
+    const = numpy_helper.from_array(np.ones((1, 4), np.float32), "c")
+    graph = helper.make_graph([helper.make_node("Constant", [], ["y"], value=const)], "no_input", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return model
+
+
+def unary(path: Path, *, dims: list[int], elem_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    """x(dims, elem_type) -> Cast(float) -> Relu -> y: any rank and input type (5-D, uint8, ...)."""
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT), helper.make_node("Relu", ["f"], ["y"])],
+        "unary", [helper.make_tensor_value_info("x", elem_type, dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return model
+
+
+def with_external_data(folder: Path, location: str, *, data_path: Path | None = None) -> Path:
+    """conv_relu saved as folder/m.onnx with its weights in external data named `location` (written at
+    `data_path`, default folder/location). The location may point anywhere: '../w.bin', '/abs/w.bin', a link."""
+    folder.mkdir(parents=True, exist_ok=True)
+    proto = conv_relu()
+    onnx.external_data_helper.convert_model_to_external_data(proto, all_tensors_to_one_file=True,
+                                                             location="weights.bin", size_threshold=0)
+    onnx.save(proto, str(folder / "m.onnx"))
+    written = folder / "weights.bin"
+    proto = onnx.load(str(folder / "m.onnx"), load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(proto, str(folder / "m.onnx"))
+    target = data_path if data_path is not None else folder / location
+    if target.resolve() != written.resolve():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written.replace(target)
+    return folder / "m.onnx"

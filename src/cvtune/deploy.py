@@ -4,11 +4,12 @@
     prediction = deployed.predict(cv2.imread("page.png"))                       # one image -> its prediction
     predictions = deployed.predict([cv2.imread(p) for p in ("a.png", "b.png")])  # a list -> one per image
 
-deploy.json: {"model": "model.onnx" (relative to the deploy.json folder), "runtime": Runtime.to_dict(),
-"task": "textdet", "task_options": {...}, "input_size": [H, W] or null, "batch": 1, "instances": 1,
-"preprocessing": Preprocessing.to_dict() or a --preprocess string, "preprocessing_source": "user" | "zoo" | ...,
-"expected": {...}}. Only "model" and "runtime" are required; without "preprocessing" the model file's own (or a
-guess) is used, as everywhere (cvtune.preprocess).
+deploy.json: {"schema": "cvtune-deploy/1", "version": cvtune's version, "model": "model.onnx" (relative to the
+deploy.json folder, and inside it), "runtime": Runtime.to_dict(), "task": "textdet", "task_options": {...},
+"input_size": [H, W] or null, "batch": 1, "instances": 1, "preprocessing": Preprocessing.to_dict() or a
+--preprocess string, "preprocessing_source": "user" | "zoo" | ..., "expected": {...}}. Without "preprocessing" the
+model file's own (or a guess) is used, as everywhere (cvtune.preprocess). Only "model" and "runtime" are required;
+schemas.DeployFile validates it (JSON Schema: `cvtune schema deploy`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CvtuneError, ModelError, UsageError
+from .files import display_path
 from .preprocess import SOURCES
 from .runtimes import Runtime, Session, runtime_from_dict
 
@@ -130,45 +132,51 @@ def is_deploy_file(path: str | os.PathLike[str]) -> bool:
 
 
 def load_deployed(path: str | os.PathLike[str]) -> Deployed:
-    """Read and check a deploy.json; every problem is one UsageError/ModelError naming the file and key."""
+    """Read and check a deploy.json (or the folder holding one); every problem is one UsageError/ModelError naming
+    the file and the field (validated with schemas.DeployFile)."""
+    from .schemas import DeployFile, parse
+
     path = Path(path)
+    if path.is_dir() and (path / "deploy.json").is_file():
+        path = path / "deploy.json"
     if not path.is_file():
-        raise UsageError(f"deploy file not found: {path}")
+        raise UsageError(f"deploy file not found: {display_path(path)}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file or re-export it") from None
+        raise UsageError(f"{display_path(path)}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file or re-export "
+                         f"it") from None
     except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text; is this really a deploy.json?") from None
+        raise UsageError(f"{display_path(path)}: not UTF-8 text; is this really a deploy.json?") from None
+    except (OSError, RecursionError) as exc:
+        raise UsageError(f"cannot read {display_path(path)}: {getattr(exc, 'strerror', None) or exc}") from None
     if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a JSON object with 'model' and 'runtime'")
+        raise UsageError(f"{display_path(path)}: expected a JSON object with 'model' and 'runtime'")
     for key in ("model", "runtime"):
         if key not in data:
-            raise UsageError(f"{path}: missing key '{key}' (a deploy.json needs 'model' and 'runtime')")
-    model_path = (path.parent / str(data["model"])).resolve()
+            raise UsageError(f"{display_path(path)}: missing key '{key}' (a deploy.json needs 'model' and 'runtime')")
+    doc: DeployFile = parse(DeployFile, data, source=path)
+    folder = path.parent.resolve()
+    model_path = (folder / doc.model).resolve()
+    if folder not in model_path.parents:  # a symlink leading out of the folder
+        raise UsageError(f"{display_path(path)}: model '{doc.model}' resolves outside the deploy.json folder; keep "
+                         f"the model next to its deploy.json")
     if not model_path.is_file():
-        raise ModelError(f"{path}: model '{data['model']}' not found (looked for {model_path}; paths are relative "
-                         f"to the deploy.json folder)")
-    if not isinstance(data["runtime"], dict):
-        raise UsageError(f"{path}: 'runtime' must be an object like {{\"runtime\": \"opencv\", \"threads\": 2}}")
+        raise ModelError(f"{display_path(path)}: model '{doc.model}' not found (looked for "
+                         f"{display_path(model_path)}; paths are relative to the deploy.json folder)")
     try:
-        runtime = runtime_from_dict(data["runtime"])
+        runtime = runtime_from_dict(doc.runtime)
     except CvtuneError as exc:
-        raise UsageError(f"{path}: runtime: {exc}") from None
+        raise UsageError(f"{display_path(path)}: runtime: {exc}") from None
     from .pipeline.predictor import default_task, task_names
 
-    task = data.get("task") or default_task(model_path)
+    task = doc.task or default_task(model_path)
     if task not in task_names():
-        raise UsageError(f"{path}: unknown task '{task}'; choose one of: {', '.join(task_names())}")
-    size = data.get("input_size")
-    if size is not None and not (isinstance(size, list) and len(size) == 2
-                                 and all(isinstance(v, int) and v > 0 for v in size)):
-        raise UsageError(f"{path}: 'input_size' must be [height, width] in pixels or null (got {size!r})")
-    batch, instances = _positive(path, data, "batch"), _positive(path, data, "instances")
+        raise UsageError(f"{display_path(path)}: task: unknown task '{task}'; choose one of: {', '.join(task_names())}")
     return Deployed(path=path, model_path=model_path, runtime=runtime, task_name=task,
-                    task_options=dict(data.get("task_options") or {}),
-                    input_size=(int(size[0]), int(size[1])) if size else None, batch=batch, instances=instances,
-                    preprocessing=_preprocessing(path, data), expected=dict(data.get("expected") or {}))
+                    task_options=dict(doc.task_options),
+                    input_size=(doc.input_size[0], doc.input_size[1]) if doc.input_size else None, batch=doc.batch,
+                    instances=doc.instances, preprocessing=_preprocessing(path, data), expected=dict(doc.expected))
 
 
 def _preprocessing(path: Path, data: dict[str, Any]) -> dict[str, Any] | None:
@@ -189,10 +197,3 @@ def _preprocessing(path: Path, data: dict[str, Any]) -> dict[str, Any] | None:
     except UsageError as exc:
         raise UsageError(f"{path}: preprocessing: {exc}") from None
     return spec.to_dict()
-
-
-def _positive(path: Path, data: dict, key: str) -> int:
-    value = data.get(key, 1)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UsageError(f"{path}: '{key}' must be a whole number >= 1 (got {value!r})")
-    return value

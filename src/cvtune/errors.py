@@ -27,3 +27,7 @@ class UsageError(CvtuneError):
 
 class TrialFailed(CvtuneError):
     """A measurement in a child process crashed, timed out or raised."""
+
+
+class OutputError(CvtuneError):
+    """An output cannot be written: its folder is missing or read-only, the disk is full, or it is in the way."""

@@ -51,7 +51,8 @@ def run_isolated(func: str, kwargs: dict[str, Any], *, timeout: float = 300.0, m
             raise TrialFailed(f"crashed with {sig}" + (" (out of memory?)" if sig == "SIGKILL" else ""))
         tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:] or ["no output"]
         if "MemoryError" in stderr or "bad_alloc" in stderr:
-            raise TrialFailed(f"ran out of memory (limit {memory_limit_mb} MB)")
+            limit = f" (limit {memory_limit_mb} MB)" if memory_limit_mb else ""
+            raise TrialFailed(f"ran out of memory{limit}")
         raise TrialFailed(f"child exited with code {proc.returncode}: {tail[0][:300]}")
 
 
@@ -67,7 +68,8 @@ def _child() -> None:
         value = getattr(importlib.import_module(module_name), func_name)(**request["kwargs"])
         outcome = {"ok": True, "value": value}
     except MemoryError:
-        outcome = {"ok": False, "error": f"ran out of memory (limit {request.get('memory_limit_mb')} MB)"}
+        limit = request.get("memory_limit_mb")
+        outcome = {"ok": False, "error": "ran out of memory" + (f" (limit {limit} MB)" if limit else "")}
     except CvtuneError as exc:
         outcome = {"ok": False, "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - any failure of the measured code is the trial's result

@@ -9,6 +9,7 @@ TensorFlow .pb files run through OpenCV (and OpenVINO); their inputs are read wi
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import ModelError, UsageError
-from .files import atomic_path
+from .files import atomic_files, atomic_path, display_path, json_document
 from .preprocess import Preprocessing, model_preprocessing
 from .zoo import find_by_path
 
@@ -29,14 +30,64 @@ OPENCV_ONLY_SUFFIXES = (TF_SUFFIX,)  # run through OpenCV (and OpenVINO); conver
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
-def check_model_file(path: str | os.PathLike[str]) -> Path:
-    """The path as a Path if it is an existing regular file, else ModelError."""
+# Input tensor types cvtune can feed: images become float32 tensors (quantized and fp16 models keep float32 I/O).
+FEEDABLE_DTYPES = {onnx.TensorProto.FLOAT: "float32"}
+MAX_INPUT_RANK = 4  # N, C, H, W (or N, H, W, C)
+
+
+def check_model_file(path: str | os.PathLike[str], *, sniff: bool = True) -> Path:
+    """The path as a Path if it is an existing regular file (and, for .tflite/.pb, looks like one), else
+    ModelError."""
     path = Path(path)
     if not path.exists():
-        raise ModelError(f"model file not found: {path}")
+        raise ModelError(f"model file not found: {display_path(path)}")
     if not path.is_file():
-        raise ModelError(f"{path} is not a file; give the path of an .onnx model")
+        raise ModelError(f"{display_path(path)} is not a file; give the path of an .onnx model")
+    if sniff and path.suffix.lower() in OPENCV_ONLY_SUFFIXES:
+        _sniff_opencv_model(path)
     return path
+
+
+def _sniff_opencv_model(path: Path) -> None:
+    """Refuse a .tflite without the flatbuffer's TFL3 identifier, or a .pb that cannot start a TensorFlow GraphDef,
+    before OpenCV's importer (which may crash on garbage) sees it."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise ModelError(f"cannot read model {display_path(path)}: {exc.strerror or exc}") from None
+    suffix = path.suffix.lower()
+    if suffix == ".tflite" and (len(head) < 8 or head[4:8] != b"TFL3"):
+        raise ModelError(f"{display_path(path)} is not a TFLite model (no TFL3 flatbuffer identifier); is the file "
+                         f"truncated or something else?")
+    # GraphDef fields: node (1), library (2), version (3), versions (4): a serialized one starts with their tags
+    if suffix == ".pb" and (not head or head[0] not in (0x0A, 0x12, 0x18, 0x22)):
+        raise ModelError(f"{display_path(path)} is not a TensorFlow GraphDef (.pb); is the file truncated or "
+                         f"something else?")
+
+
+def check_inputs(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """Refuse, with the reason, a model cvtune cannot feed images to: no input, an input of rank 0 or above 4, or
+    an input that is not float32. Runs at load, before any runtime sees the model."""
+    where = display_path(path)
+    inits = {t.name for t in proto.graph.initializer}
+    inputs = [v for v in proto.graph.input if v.name not in inits]
+    if not inputs:
+        raise ModelError(f"{where} has no inputs: there is nothing to feed images to")
+    first = inputs[0]
+    ttype = first.type.tensor_type if first.type.HasField("tensor_type") else None
+    if ttype is None:
+        raise ModelError(f"{where}: input '{first.name}' is not a tensor; cvtune feeds image tensors")
+    if ttype.elem_type not in FEEDABLE_DTYPES:
+        name = onnx.TensorProto.DataType.Name(ttype.elem_type) if ttype.elem_type in \
+            onnx.TensorProto.DataType.values() else str(ttype.elem_type)
+        raise ModelError(f"{where}: input '{first.name}' is {name.lower()}; cvtune feeds float32 image tensors "
+                         f"(a model that takes {name.lower()} needs a float32 input added in front of it)")
+    if ttype.HasField("shape"):
+        rank = len(ttype.shape.dim)
+        if rank == 0 or rank > MAX_INPUT_RANK:
+            raise ModelError(f"{where}: input '{first.name}' has {rank} dims; cvtune feeds images as tensors of at "
+                             f"most {MAX_INPUT_RANK} dims (NxCxHxW)")
 
 
 def _check_external_data(proto: onnx.ModelProto, folder: Path, path: Path) -> None:
@@ -47,14 +98,20 @@ def _check_external_data(proto: onnx.ModelProto, folder: Path, path: Path) -> No
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         if not location or os.path.isabs(location) or Path(location).is_absolute():
-            raise ModelError(f"{path}: tensor '{tensor.name}' has external data at an absolute location "
+            raise ModelError(f"{display_path(path)}: tensor '{tensor.name}' has external data at an absolute location "
                              f"'{location}'; external data must sit in the model's own folder")
         target = (root / location).resolve()
         if root != target and root not in target.parents:
-            raise ModelError(f"{path}: tensor '{tensor.name}' points its external data outside the model's folder "
+            raise ModelError(f"{display_path(path)}: tensor '{tensor.name}' points its external data outside the "
+                             f"model's folder "
                              f"('{location}'); refusing to read it")
         if not target.is_file():
-            raise ModelError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
+            raise ModelError(f"{display_path(path)}: external data file '{location}' for tensor '{tensor.name}' is "
+                             f"missing")
+        if target.stat().st_nlink > 1:
+            raise ModelError(f"{display_path(path)}: external data file '{location}' for tensor '{tensor.name}' is a "
+                             f"hard link (its bytes may belong to a file outside the model's folder); copy it "
+                             f"instead of linking it")
 
 
 def constant_tensors(proto: onnx.ModelProto) -> list[onnx.TensorProto]:
@@ -102,42 +159,71 @@ def _all_initializers(proto: onnx.ModelProto):
 def load_onnx(path: str | os.PathLike[str], *, check: bool = True) -> onnx.ModelProto:
     """Load an ONNX model with weights, validated. Every failure is a ModelError with one clear line. A .tflite or
     .pb file is converted to ONNX first (convert.ensure_onnx: cached by content; its error names the converter)."""
-    path = check_model_file(path)
+    path = check_model_file(path, sniff=False)
     if path.suffix.lower() in (TFLITE_SUFFIX, TF_SUFFIX):
         from .convert import ensure_onnx
 
         path = ensure_onnx(path)
+    where = display_path(path)
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        proto = onnx.load(path, load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
-        detail = str(exc).splitlines()[0] if str(exc) else "parse failed"
-        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {detail}); "
+        detail = _first_sentence(str(exc)) or "parse failed"
+        raise ModelError(f"{where} is not a readable ONNX model ({type(exc).__name__}: {detail}); "
                          f"is the file truncated?") from None
     if not proto.graph.node and not proto.graph.input:
-        raise ModelError(f"{path} parsed as ONNX but holds no graph; is it really a model file?")
+        raise ModelError(f"{where} parsed as ONNX but holds no graph; is it really a model file?")
     _check_external_data(proto, path.parent, path)
     try:
-        onnx.load_external_data_for_model(proto, str(path.parent))
+        onnx.load_external_data_for_model(proto, os.fsdecode(path.parent))
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{path}: cannot read external data: {exc}") from None
+        raise ModelError(f"{where}: cannot read external data: {_first_sentence(str(exc))}") from None
     if check:
         try:
-            onnx.checker.check_model(proto if proto.ByteSize() < 2**31 - 1 else str(path))
-        except onnx.checker.ValidationError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ModelError(f"{path} fails onnx.checker: {first[:300]}") from None
+            onnx.checker.check_model(proto if proto.ByteSize() < 2**31 - 1 else os.fsdecode(path))
+        except (onnx.checker.ValidationError, ValueError) as exc:
+            raise ModelError(f"{where} fails onnx.checker: {_first_sentence(str(exc))}") from None
+        check_inputs(proto, path)
     return proto
+
+
+def _first_sentence(text: str, limit: int = 400) -> str:
+    """A library's error message on one line, cut at a word boundary (never mid-word) when it is very long."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0] + " (...)"
+
+
+def _save_to(proto: onnx.ModelProto, tmp: Path, path: Path) -> None:
+    if proto.ByteSize() >= 2**31 - 1:
+        onnx.save(proto, os.fsdecode(tmp), save_as_external_data=True, location=path.name + ".data")
+    else:
+        onnx.save(proto, os.fsdecode(tmp))
 
 
 def save_onnx(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
     """Save atomically (temp file + rename); models over 2 GB get their weights in one external file beside."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        if proto.ByteSize() >= 2**31 - 1:
-            onnx.save(proto, str(tmp), save_as_external_data=True, location=path.name + ".data")
-        else:
-            onnx.save(proto, str(tmp))
+    with atomic_path(path, size_hint=proto.ByteSize()) as tmp:
+        _save_to(proto, tmp, path)
     return path
+
+
+def save_onnx_with_report(proto: onnx.ModelProto, path: str | os.PathLike[str], report_path: str | os.PathLike[str],
+                          report, *, schema: str) -> bytes:
+    """Save a model and its JSON report as one commit (files.atomic_files: the report is in place before the model
+    appears, so a model never exists without it). `report(model_bytes) -> dict` builds the report from the bytes
+    as saved. Returns those bytes."""
+    import json
+
+    path = Path(path)
+    with atomic_files(path, report_path, size_hint=proto.ByteSize()) as (tmp_model, tmp_report):
+        _save_to(proto, tmp_model, path)
+        data = tmp_model.read_bytes()
+        text = json.dumps(json_document(schema, report(data)), indent=2, ensure_ascii=False, default=str) + "\n"
+        tmp_report.write_bytes(text.encode("utf-8", "backslashreplace"))
+    return data
 
 
 @dataclass(frozen=True)
@@ -197,6 +283,11 @@ def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     return TensorInfo(value.name, tuple(dims), dtype)
 
 
+MAX_SHAPE_RANK = 6
+MAX_DIM = 100_000
+MAX_SHAPE_ELEMENTS = 2**31 - 1  # one float32 tensor of 8 GB: beyond that no runtime here takes it
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """'1x3x640x640' -> (1, 3, 640, 640); anything else is a UsageError saying the expected form."""
     parts = text.lower().replace(",", "x").split("x")
@@ -204,8 +295,12 @@ def parse_shape(text: str) -> tuple[int, ...]:
         shape = tuple(int(p) for p in parts)
     except ValueError:
         shape = ()
-    if len(shape) < 2 or any(d <= 0 for d in shape):
-        raise UsageError(f"bad input shape '{text}': expected positive integers joined by x, e.g. 1x3x640x640")
+    if len(shape) != len(parts) or not 2 <= len(shape) <= MAX_SHAPE_RANK or any(d <= 0 for d in shape):
+        raise UsageError(f"bad input shape {text!r}: expected positive integers joined by x (2 to "
+                         f"{MAX_SHAPE_RANK} of them), e.g. 1x3x640x640")
+    if any(d > MAX_DIM for d in shape) or math.prod(shape) > MAX_SHAPE_ELEMENTS:
+        raise UsageError(f"input shape {text!r} is too large (at most {MAX_DIM} per dim and "
+                         f"{MAX_SHAPE_ELEMENTS:,} values in all)")
     return shape
 
 

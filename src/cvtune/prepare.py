@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import numpy as np
 import onnx
 
 from .errors import ModelError, UsageError
-from .files import refuse_overwrite_of_input
-from .model import Model, load_onnx, save_onnx
+from .files import atomic_path, refuse_overwrite_of_input
+from .model import Model, load_onnx
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,13 @@ def prepare(model_path: str | Path, output: str | Path, input_shape: tuple[int, 
     proto = make_static(load_onnx(model_path), shape)
     if do_simplify:
         proto = simplify(proto, shape)
-    save_onnx(proto, output)
-    equivalence = compare_outputs(model_path, output, shape, real_inputs=real_inputs)
-    if not equivalence.equivalent:
-        Path(output).unlink(missing_ok=True)
-        raise ModelError(f"prepared model differs from the original (max abs diff {equivalence.max_abs_diff:.3g}, "
-                         f"cosine {equivalence.cosine:.6f}); nothing written. try without simplification")
+    with atomic_path(output, size_hint=proto.ByteSize()) as tmp:  # -o appears only once verified
+        onnx.save(proto, os.fsdecode(tmp))
+        equivalence = compare_outputs(model_path, tmp, shape, real_inputs=real_inputs)
+        if not equivalence.equivalent:
+            raise ModelError(f"prepared model differs from the original (max abs diff "
+                             f"{equivalence.max_abs_diff:.3g}, cosine {equivalence.cosine:.6f}); nothing written. "
+                             f"try without simplification")
     return PrepareResult(Path(output), shape, len(model.proto.graph.node), len(proto.graph.node), equivalence)
 
 

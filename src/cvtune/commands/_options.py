@@ -20,8 +20,10 @@ def runtime_option(default: str = "opencv") -> Any:
 
 ENGINE = typer.Option(None, "--engine", help="OpenCV engine: auto, new, classic (OpenCV 5); 4.x has classic only.")
 TARGET = typer.Option(None, "--target", help="OpenCV target: cpu, cpu_fp16, opencl, opencl_fp16, cuda, cuda_fp16.")
-THREADS = typer.Option(None, "--threads", "-t", help="Threads per session (cv2.setNumThreads / ORT intra-op).")
+THREADS = typer.Option(None, "--threads", "-t", min=1, help="Threads per session (cv2.setNumThreads / ORT intra-op).")
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout instead of tables.")
+FORCE = typer.Option(False, "--force", help="Replace an existing output (only once the new one is complete; files "
+                     "cvtune did not write are never deleted).")
 
 
 def input_shape_option(note: str = "") -> Any:
@@ -42,7 +44,7 @@ def calib_size_option(default: int = 16) -> Any:
 
 
 CALIB_SIZE = calib_size_option()
-LIMIT = typer.Option(None, "--limit", help="Use only the first N images (quicker, less precise).")
+LIMIT = typer.Option(None, "--limit", min=1, help="Use only the first N images (quicker, less precise).")
 TASK_OPTION = typer.Option(None, "--task-option", "-O", help="Task option KEY=VALUE, repeatable (e.g. "
                            "box_thresh=0.6, reference_model=orig.onnx).")
 PREPROCESS = typer.Option(None, "--preprocess", help="How images become the model's input, e.g. "
@@ -95,6 +97,16 @@ def warn_if_guessed(spec: Any, model: Any, preprocess: str | None) -> None:
         err_console.print(f"Warning: {guess_warning(spec, model)}", highlight=False, markup=False, soft_wrap=True)
 
 
+def print_json(kind: str, obj: Any) -> None:
+    """A --json output on stdout. Objects carry `schema` (cvtune-KIND/N) and `version` (cvtune's), like every JSON
+    file cvtune writes; lists (several bench configurations, the zoo) stay lists of such rows."""
+    from ..files import json_document
+
+    if isinstance(obj, dict):
+        obj = json_document(kind, obj)
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
 def parse_task_options(items: list[str] | None) -> dict[str, Any]:
     """KEY=VALUE items -> a dict: ['thresh=0.4', 'labels=["0","180"]'] -> {'thresh': 0.4, 'labels': ['0', '180']}
     (JSON values, else text)."""
@@ -102,7 +114,7 @@ def parse_task_options(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--task-option takes KEY=VALUE, e.g. box_thresh=0.6 (got '{item}')")
+            raise UsageError(f"--task-option takes KEY=VALUE, e.g. box_thresh=0.6 (got {item!r})")
         options[key.strip()] = _coerce(value.strip())
     return options
 
@@ -125,7 +137,7 @@ def parse_runtime_spec(spec: str) -> Runtime:
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
-            raise UsageError(f"bad runtime spec '{spec}': expected RUNTIME[:key=value,...], e.g. opencv:engine=classic")
+            raise UsageError(f"bad runtime spec {spec!r}: expected RUNTIME[:key=value,...], e.g. opencv:engine=classic")
         settings[key.strip()] = _coerce(value.strip())
     return make_runtime(name.strip(), **settings)
 

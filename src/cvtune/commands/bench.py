@@ -6,7 +6,6 @@ Throughput mode (`--instances N`, `--sweep`): sustained images/s and latency und
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -26,6 +25,7 @@ from ._options import (
     build_runtime,
     input_shape_option,
     parse_runtime_spec,
+    print_json,
     resolved_target,
     runtime_option,
 )
@@ -39,24 +39,29 @@ def register(app: typer.Typer) -> None:
         engine: str = ENGINE,
         target: str = TARGET,
         threads: int = THREADS,
-        batch: int = typer.Option(1, "--batch", "-b", help="Images per run (the model needs a dynamic batch dim)."),
+        batch: int = typer.Option(1, "--batch", "-b", min=1, help="Images per run (the model needs a dynamic batch "
+                                  "dim)."),
         input_shape: str = input_shape_option("The batch dim follows --batch."),
         compare: list[str] = typer.Option(None, "--compare", "-c", help="Another configuration, RUNTIME[:k=v,...], "
                                           "e.g. ort or opencv:engine=classic,threads=1. Repeatable."),
-        warmup: int = typer.Option(3, "--warmup", help="Untimed runs before measuring."),
-        min_runs: int = typer.Option(10, "--min-runs", help="Measure at least this many runs..."),
-        min_time: float = typer.Option(1.0, "--min-time", help="...and at least this many seconds."),
-        instances: int = typer.Option(None, "--instances", "-n", help="Throughput mode: this many processes, each "
-                                      "with its own session of --threads threads, run at once from a shared start."),
+        warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed runs before measuring."),
+        min_runs: int = typer.Option(10, "--min-runs", min=1, help="Measure at least this many runs..."),
+        min_time: float = typer.Option(1.0, "--min-time", min=0.0, help="...and at least this many seconds."),
+        instances: int = typer.Option(None, "--instances", "-n", min=1, help="Throughput mode: this many processes, "
+                                      "each with its own session of --threads threads, run at once from a shared "
+                                      "start."),
         sweep_layouts: bool = typer.Option(False, "--sweep", help="Throughput mode over the sensible layouts for "
                                            "this machine's cores (1x1, 1xC, Cx1, ..., batched), with ratios."),
-        duration: float = typer.Option(3.0, "--duration", help="Throughput mode: seconds of sustained load."),
+        duration: float = typer.Option(3.0, "--duration", min=0.1, help="Throughput mode: seconds of sustained load."),
         fallback: bool = typer.Option(False, "--fallback", help="If the requested target/provider/device is "
                                       "missing, run on the CPU instead (and say so) rather than stop."),
         as_json: bool = JSON,
     ) -> None:
         """Benchmark a model: p50/p90/p99/mean/std latency, images/s, peak RSS, load time, GFLOP/s; or, with
         --instances/--sweep, sustained images/s and latency under load for instances x threads x batch layouts."""
+        from ..model import check_model_file
+
+        check_model_file(model)  # missing, a folder, or not the format its suffix says: before any child starts
         shape = parse_shape(input_shape) if input_shape else None
         settings = BenchSettings(warmup=warmup, min_runs=min_runs, min_time_s=min_time)
         runtimes = [build_runtime(runtime, engine=engine, target=target, threads=threads)]
@@ -94,7 +99,7 @@ def _collect(configs: list, measure_one, describe) -> list:
 
 def _print_json(results: list) -> None:
     rows = [{"error": r} if isinstance(r, str) else r.to_dict() for r in results]
-    print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+    print_json("bench", rows[0] if len(rows) == 1 else rows)
 
 
 def _throughput(model: Path, runtimes: list, shape, *, instances: int | None, threads: int | None, batch: int,

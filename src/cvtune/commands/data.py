@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from ..console import console, progress
-from ._options import JSON, LIMIT
+from ._options import FORCE, JSON, LIMIT, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +45,7 @@ def register(app: typer.Typer) -> None:
                 row["checked"] = len(checked)  # a limited dataset shares the loader's record of skipped files
             row["skipped"] = [[str(p), why] for p, why in dataset.skipped]
         if as_json:
-            print(json.dumps(row, indent=2, ensure_ascii=False))
+            print_json("dataset", row)
             return
         table = Table(title=f"dataset {path}", show_header=False)
         for key, value in row.items():
@@ -60,22 +59,32 @@ def register(app: typer.Typer) -> None:
     @group.command("synth-text")
     def synth_text(
         out: Path = typer.Option(..., "-o", "--out", help="Output folder (new, empty, or a previous synth output)."),
-        n: int = typer.Option(200, "--n", help="Number of images."),
+        n: int = typer.Option(200, "--n", min=1, help="Number of images."),
         seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same images."),
         fonts: str = typer.Option("all", "--fonts",
                                   help="'all' (bundled DejaVu/STIX + readable system fonts) or 'bundled' "
                                        "(matplotlib's fonts only: identical output on every machine)."),
+        force: bool = FORCE,
         as_json: bool = JSON,
     ) -> None:
         """Render labelled text images: DIR/textdet (ICDAR boxes, one per line) and DIR/ocr (line crops)."""
-        from ..data.synth import SynthConfig, generate_text_set
+        from ..data.synth import SynthConfig, _check_output_dir, generate_text_set
+        from ..errors import UsageError
+        from ..files import check_output, display_path
 
         config = SynthConfig(n=n, seed=seed, fonts=fonts)
+        _check_output_dir(out.resolve())  # a file, or a folder of files synth-text did not write: refused
+        if out.is_dir() and any(out.iterdir()):  # a previous synth-text output (anything else is always refused)
+            if not force:
+                raise UsageError(f"{display_path(out)} exists; pass --force to replace it (only a previous "
+                                 f"synth-text output is ever replaced), or choose another -o")
+        elif not out.exists():
+            check_output(out, force=True)  # a folder we can create it in
         with progress() as bar:
             task = bar.add_task("rendering", total=n, rate="")
             summary = generate_text_set(out, config, on_image=lambda i: bar.update(task, completed=i + 1))
         if as_json:
-            print(json.dumps(summary, indent=2, ensure_ascii=False))
+            print_json("synth", summary)
             return
         console.print(f"wrote {summary['images']} images with {summary['lines']} text lines "
                       f"({summary['dont_care']} don't-care) to {out}")

@@ -3,14 +3,12 @@ devices, OpenCV build facts), so users know which --target/--runtime values can 
 
 from __future__ import annotations
 
-import json
-
 import typer
 from rich.table import Table
 
 from ..console import console
 from ..runtimes.devices import detect
-from ._options import JSON
+from ._options import JSON, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +18,7 @@ def register(app: typer.Typer) -> None:
         OpenVINO devices and which OpenCV DNN targets are available here (and why not)."""
         report = detect()
         if as_json:
-            print(json.dumps(report.to_dict(), indent=2))
+            print_json("devices", report.to_dict())
             return
         cpu, cv, ort, ov = report.cpu, report.opencv, report.ort, report.openvino
         table = Table(title="cvtune devices", show_header=False)

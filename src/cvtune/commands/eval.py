@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from ._options import (
     TASK_PLUGIN,
     apply_task_plugin,
     parse_task_options,
+    print_json,
     warn_if_guessed,
 )
 
@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
                                                       "ocr_lines (default: detected)."),
         runtime: str = typer.Option("opencv", "--runtime", "-r", help=f"Runtime: {', '.join(RUNTIMES)}."),
         engine: str = typer.Option(None, "--engine", help="OpenCV engine: new, classic or auto."),
-        threads: int = typer.Option(None, "--threads", help="Inference threads (default: the runtime's)."),
+        threads: int = typer.Option(None, "--threads", min=1, help="Inference threads (default: the runtime's)."),
         limit: int = LIMIT,
         input_size: str = typer.Option(None, "--input-size", help="Fixed network input HEIGHTxWIDTH, e.g. 640x640."),
         reference: Path = typer.Option(None, "--reference", help="fidelity: the original model to compare with."),
@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
                   "preprocessing": pre.to_string() if pre else None, "preprocessing_source": spec.preprocessing_source,
                   "seconds": round(elapsed, 3), **({"helper_models": helpers} if helpers else {})}
         if as_json:
-            print(json.dumps(result, indent=2, ensure_ascii=False))
+            print_json("eval", result)
             return
         table = Table(title=f"{metrics.task} on {data}", show_header=False)
         ci = (f"[{metrics.ci_low:.4f}, {metrics.ci_high:.4f}]" if metrics.ci_low is not None

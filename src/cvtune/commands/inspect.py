@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -11,7 +10,7 @@ from rich.table import Table
 from ..console import console
 from ..inspection import inspect_model
 from ..model import parse_shape
-from ._options import JSON, input_shape_option
+from ._options import JSON, input_shape_option, print_json
 
 
 def _si(value: float | None, unit: str = "") -> str:
@@ -35,8 +34,13 @@ def register(app: typer.Typer) -> None:
         """Summarize a model: inputs/outputs, opset, params, FLOPs per layer, sparsity, ops, and runtime support."""
         shape = parse_shape(input_shape) if input_shape else None
         info = inspect_model(model, input_shape=shape, probe=not no_probe, layers=layers)
+        probes = info.get("runtimes") or []
+        if info["format"] != "onnx" and probes and not any(r["ok"] for r in probes):
+            from ..errors import ModelError  # OpenCV is the only reader of .pb/.tflite: if it cannot, nothing can
+
+            raise ModelError(f"no runtime here can load {model}: {probes[0]['error']}")
         if as_json:
-            print(json.dumps(info, indent=2, default=str))
+            print_json("inspect", info)
             return
         _print(info)
 

@@ -3,7 +3,6 @@ configuration within the accuracy budget; resumable; exports OUT/best and writes
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
@@ -29,6 +28,7 @@ from ._options import (
     apply_task_plugin,
     max_drop_option,
     parse_task_options,
+    print_json,
     time_option,
 )
 
@@ -311,10 +311,10 @@ def register(app: typer.Typer) -> None:
         batch: str = typer.Option(None, "--batch", help="Batch sizes to try (throughput objective: 1,4)."),
         instances: str = typer.Option(None, "--instances", help="Parallel sessions (processes) to try, e.g. 1,2 "
                                       "(throughput objective: 1 and all cores)."),
-        eval_images: int = typer.Option(None, "--eval-images", "--limit", help="Cap on the evaluation split "
+        eval_images: int = typer.Option(None, "--eval-images", "--limit", min=1, help="Cap on the evaluation split "
                                         "(accuracy stops earlier when a candidate is clearly inside or outside the "
                                         "budget)."),
-        max_trials: int = typer.Option(None, "--max-trials", help="Cap on candidates measured."),
+        max_trials: int = typer.Option(None, "--max-trials", min=1, help="Cap on candidates measured."),
         strategy: str = typer.Option("anytime", "--strategy", help="Order candidates are tried in: anytime (the "
                                      "highest expected gain per second first), enumerate, optuna-tpe."),
         workers: int = typer.Option(1, "--workers", help="Child processes evaluating accuracy at once (latency "
@@ -325,6 +325,8 @@ def register(app: typer.Typer) -> None:
         task_option: list[str] = TASK_OPTION,
         task_plugin: Path = TASK_PLUGIN,
         preprocess: str = PREPROCESS,
+        force: bool = typer.Option(False, "--force", help="Start over: remove what a previous run wrote into -o "
+                                   "(its store, models, reports; nothing else) instead of resuming it."),
         as_json: bool = JSON,
         test_hook: str = typer.Option(None, "--test-hook", hidden=True),
     ) -> None:
@@ -354,6 +356,13 @@ def register(app: typer.Typer) -> None:
 
             err_console.print(f"config: {save_config(config, save_config_to)} (rerun with: cvtune optimize "
                               f"--config {save_config_to})", highlight=False, markup=False)
+        from ..files import output_lock
+        from ..search.store import check_out_dir, clear_out_dir
+
+        check_out_dir(out)  # the whole config is valid: now, and only now, OUT may be touched
+        if force and out.is_dir():
+            with output_lock(out, folder=True):  # never clears a folder another search is writing
+                clear_out_dir(out)
         try:
             result = run_optimize(config, live=not as_json, explain=explain)
         except KeyboardInterrupt:
@@ -363,7 +372,7 @@ def register(app: typer.Typer) -> None:
                               f"{again}", highlight=False, markup=False)
             raise typer.Exit(130) from None
         if as_json:
-            print(json.dumps(result.to_dict(), indent=2, default=str))
+            print_json("optimize", result.to_dict())
         else:
             print_summary(result)
         if result.exit_code:

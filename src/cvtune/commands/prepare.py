@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,7 +9,7 @@ import typer
 from ..console import console
 from ..model import parse_shape
 from ..prepare import prepare
-from ._options import JSON, input_shape_option
+from ._options import FORCE, JSON, input_shape_option, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -21,15 +20,20 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "--output", "-o", help="Where to write the prepared model."),
         input_shape: str = input_shape_option("Every dynamic dim is fixed to it."),
         no_simplify: bool = typer.Option(False, "--no-simplify", help="Only fix the shapes; skip onnxslim."),
+        force: bool = FORCE,
         as_json: bool = JSON,
     ) -> None:
         """Make dynamic dims static and simplify (onnxslim) so every engine, including OpenCV's classic one,
-        can load the model; then check it computes the same outputs as the original. A .tflite model is converted
-        to ONNX first (cvtune's converter, checked against OpenCV's run of the .tflite)."""
-        result = prepare(model, output, parse_shape(input_shape) if input_shape else None,
-                         do_simplify=not no_simplify)
+        can load the model; then check it computes the same outputs as the original; -o is written only once
+        that check passed. A .tflite model is converted to ONNX first (cvtune's converter, checked against
+        OpenCV's run of the .tflite)."""
+        from ..files import check_output
+
+        shape = parse_shape(input_shape) if input_shape else None
+        check_output(output, force=force, inputs=(model,), suffixes=(".onnx",))
+        result = prepare(model, output, shape, do_simplify=not no_simplify)
         if as_json:
-            print(json.dumps(result.to_dict(), indent=2))
+            print_json("prepare", result.to_dict())
             return
         eq = result.equivalence
         if result.conversion:

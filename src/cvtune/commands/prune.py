@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,12 +9,14 @@ import typer
 from ..console import console, err_console, progress
 from ._options import (
     CALIB,
+    FORCE,
     JSON,
     PREPROCESS,
     TASK_OPTION,
     calib_size_option,
     input_shape_option,
     parse_task_options,
+    print_json,
     warn_if_guessed,
 )
 
@@ -91,12 +92,14 @@ def register(app: typer.Typer) -> None:
                                         "first weighted layer dense."),
         skip_last: bool = typer.Option(True, "--skip-last/--no-skip-last", help="Unstructured: leave the last "
                                        "weighted layer dense."),
-        round_to: int = typer.Option(1, "--round-to", help="channel: round kept channel counts up to a multiple."),
+        round_to: int = typer.Option(1, "--round-to", min=1, help="channel: round kept channel counts up to a "
+                                     "multiple."),
         allocation: Path = typer.Option(None, "--allocation", help="Per-layer levels from `cvtune sensitivity "
                                         "--max-drop` (its JSON file) instead of one --sparsity/--ratio."),
         plan_only: bool = typer.Option(False, "--plan", help="Print the plan (channel groups, or per-layer "
                                        "sparsity) and write nothing."),
         seed: int = typer.Option(0, "--seed", help="Seed for random pruning and the reconstruction's row sampling."),
+        force: bool = FORCE,
         as_json: bool = JSON,
     ) -> None:
         """Prune a model. Unstructured methods zero weights (the file compresses better; dense kernels are NOT
@@ -113,6 +116,12 @@ def register(app: typer.Typer) -> None:
         _check_options(method, sparsity, threshold, ratio, importance, allocation, calib)
         if output is None and not plan_only:
             raise UsageError("give -o OUT.onnx for the pruned model (or --plan to only print the plan)")
+        if output is not None and not plan_only:
+            from ..compress.sparsify import report_path
+            from ..files import check_output
+
+            check_output(output, force=force, inputs=(model, allocation), suffixes=(".onnx",),
+                         companions=(report_path(output),))
         shape = parse_shape(input_shape) if input_shape else None
         options = parse_task_options(task_option)
         if (task or options or preprocess) and calib is None:
@@ -150,7 +159,7 @@ def register(app: typer.Typer) -> None:
             report = prune_file(model, target, config, calibration=calibration, input_shape=shape)
         data = {"input": str(model), "output": None if target is None else str(target), **report.to_dict()}
         if as_json:
-            print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+            print_json("prune", data)
             return
         _print_report(report, target)
 

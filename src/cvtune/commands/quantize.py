@@ -3,7 +3,6 @@ runtimes load the result and a `<OUT stem>.quant.json` sidecar."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -14,6 +13,7 @@ from ..errors import DatasetError, UsageError
 from ..model import parse_shape
 from ._options import (
     CALIB,
+    FORCE,
     JSON,
     LIMIT,
     PREPROCESS,
@@ -22,6 +22,7 @@ from ._options import (
     input_shape_option,
     max_drop_option,
     parse_task_options,
+    print_json,
     warn_if_guessed,
 )
 
@@ -133,10 +134,11 @@ def register(app: typer.Typer) -> None:
                                   "source (or the same folder as --calib), a seeded 30% split of it calibrates and "
                                   "the rest evaluates: calibration never sees an evaluation image."),
         limit: int = LIMIT,
-        max_steps: int = typer.Option(8, "--max-steps", help="Most layers to try keeping in float."),
+        max_steps: int = typer.Option(8, "--max-steps", min=0, help="Most layers to try keeping in float."),
         no_probe: bool = typer.Option(False, "--no-probe", help="Skip probing which runtimes load the result."),
         probe_shape: str = typer.Option(None, "--probe-shape", help="Input shape for the probe (default: the "
                                         "model's default)."),
+        force: bool = FORCE,
         as_json: bool = JSON,
     ) -> None:
         """Quantize a model to int8 or fp16 with ONNX tooling, calibrated on your images; check which runtimes
@@ -146,7 +148,9 @@ def register(app: typer.Typer) -> None:
         from ..data.calibration import CalibrationNeed, calibration_set
         from ..quantize import DynamicConfig, Fp16Config, quantize, quantize_with_accuracy_control
         from ..quantize.accuracy import task_validator
+        from ..quantize.api import check_output
 
+        check_output(model, output, force=force)
         if dynamic and fp16:
             raise UsageError("choose one of --dynamic and --fp16")
         budget = Budget.parse(max_drop) if max_drop is not None else None
@@ -209,6 +213,6 @@ def register(app: typer.Typer) -> None:
             result = quantize(model, output, config, calibration=calibration, probe=not no_probe,
                               probe_shape=probe_at)
         if as_json:
-            print(json.dumps(result.to_dict(), indent=2, default=str))
+            print_json("quant", result.to_dict())
             return
         _print_result(result, report)

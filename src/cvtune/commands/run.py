@@ -4,7 +4,6 @@ output, locally (threads, one session each) or on Ray (`--ray`, `--ray-address`)
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import typer
@@ -25,6 +24,7 @@ from ._options import (
     apply_task_plugin,
     build_runtime,
     parse_task_options,
+    print_json,
     resolved_target,
     warn_if_guessed,
 )
@@ -36,15 +36,15 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="Model file (.onnx, ...) or a deploy.json written by the optimizer."),
         input_path: Path = typer.Option(..., "--input", "-i", help="Folder of images (recursive), one image, or a "
                                         "video file."),
-        out: Path = typer.Option(..., "--out", "-o", help="Results, one JSON line per input. If it exists, the "
-                                 "run continues after the rows already there."),
+        out: Path = typer.Option(..., "--out", "-o", help="Results, one JSON line per input. If it holds the rows "
+                                 "of an earlier run, the run continues after them; any other file is refused."),
         task: str = typer.Option(None, "--task", help="Postprocessing: " + ", ".join(task_names()) + " (default: "
                                  "the deploy.json's or the zoo's task; 'raw' writes the outputs themselves)."),
         option: list[str] = TASK_OPTION,
         task_plugin: Path = TASK_PLUGIN,
         workers: str = typer.Option("auto", "--workers", "-w", help="Inference workers, each with its own session: "
                                     "a number, or 'auto' (the deploy.json's instances, else one per core)."),
-        batch: int = typer.Option(None, "--batch", "-b", help="Images per inference run (default: the "
+        batch: int = typer.Option(None, "--batch", "-b", min=1, help="Images per inference run (default: the "
                                   "deploy.json's, else 1). The model needs a dynamic batch dim."),
         runtime: str = typer.Option(None, "--runtime", "-r", help="Runtime (default: the deploy.json's, else "
                                     "opencv)."),
@@ -61,6 +61,8 @@ def register(app: typer.Typer) -> None:
         preprocess: str = PREPROCESS,
         limit: int = LIMIT,
         verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own log lines (hidden by default)."),
+        force: bool = typer.Option(False, "--force", help="Start over: replace an existing --out (when the first "
+                                   "new row is written) instead of continuing it."),
         as_json: bool = JSON,
     ) -> None:
         """Predict every image (or video frame) and write one JSON row per input, resumably; corrupt inputs get a
@@ -96,9 +98,9 @@ def register(app: typer.Typer) -> None:
         err_console.print(f"run: {Path(spec.model).name} with {rt.label()}, task {spec.task}, {n_workers} "
                           f"{'actor' if use_ray else 'worker'}(s), batch {spec.batch} -> {out}", highlight=False)
         result = run_pipeline(spec, input_path, out, workers=n_workers, ray=use_ray, ray_address=ray_address,
-                              progress=not as_json, verbose=verbose, limit=limit)
+                              progress=not as_json, verbose=verbose, limit=limit, force=force)
         if as_json:
-            print(json.dumps(result.to_dict(), indent=2))
+            print_json("run", result.to_dict())
             return
         resumed = f", {result.already_done} were already done" if result.already_done else ""
         errors = f", {result.errors} skipped as unreadable (rows with \"error\")" if result.errors else ""

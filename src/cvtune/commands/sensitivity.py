@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -18,6 +17,7 @@ from ._options import (
     calib_size_option,
     max_drop_option,
     parse_task_options,
+    print_json,
     warn_if_guessed,
 )
 
@@ -60,6 +60,8 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(None, "--output", "-o", help="Curve JSON (also the cache: an interrupted run "
                                     "resumes). Default: MODEL_STEM.sensitivity.json in the current folder."),
         max_drop: str = max_drop_option(None),
+        force: bool = typer.Option(False, "--force", help="Start over: replace an existing -o file instead of "
+                                   "resuming from the curves it holds."),
         as_json: bool = JSON,
     ) -> None:
         """Measure how much the metric drops when each layer alone is pruned at several levels, save the curves,
@@ -69,17 +71,19 @@ def register(app: typer.Typer) -> None:
         from dataclasses import replace
 
         from ..budget import Budget
-        from ..compress.sensitivity import allocate, analyze_sensitivity
+        from ..compress.sensitivity import allocate, load_sensitivity
         from ..data.calibration import CalibrationNeed, calibration_set
         from ..errors import UsageError
-        from ..files import refuse_overwrite_of_input, write_json
+        from ..files import check_output, output_lock, write_json
         from ..model import check_model_file, parse_shape
         from ..runtimes import make_runtime
         from ..tasks.spec import resolve_task
 
         budget = Budget.parse(max_drop) if max_drop is not None else None
         out = output or Path(f"{model.stem}.sensitivity.json")
-        refuse_overwrite_of_input(out, model)
+        check_output(out, force=True, inputs=(model,), suffixes=(".json",))
+        if out.exists() and not force:
+            load_sensitivity(out)  # resumes only from a sensitivity file; anything else is refused, untouched
         shape = parse_shape(input_shape) if input_shape else None
         options = parse_task_options(task_option)
         if shape is not None:
@@ -101,25 +105,15 @@ def register(app: typer.Typer) -> None:
                                           task_options=options, input_shape=shape)
             calib_tensors = calibration.tensors()  # every point refits on all of them
         extra = {"calib": calib_tensors, "calib_id": str(calib.resolve()) if calib else ""}
+        with output_lock(out):
+            if force and out.exists():
+                out.unlink()  # start over (the curves are rewritten as they are measured)
+            result = _analyze(model, data, task, method, levels, rt, limit, out, options, layer, as_json, extra)
+            if budget is not None:
+                result = replace(result, allocation=allocate(result, budget), budget=budget)
+                write_json(out, result.to_dict(), schema="sensitivity")
         if as_json:
-            result = analyze_sensitivity(model, data, task=task, method=method, levels=_levels(levels), runtime=rt,
-                                         limit=limit, cache=out, task_options=options, units=layer or None,
-                                         **extra)
-        else:
-            with progress() as bar:
-                job = bar.add_task("sensitivity", total=None, rate="")
-
-                def on_point(i: int, n: int) -> None:
-                    bar.update(job, completed=i, total=n, rate=f"point {i + 1}/{n}")
-
-                result = analyze_sensitivity(model, data, task=task, method=method, levels=_levels(levels),
-                                             runtime=rt, limit=limit, cache=out, task_options=options,
-                                             units=layer or None, on_point=on_point, **extra)
-        if budget is not None:
-            result = replace(result, allocation=allocate(result, budget), budget=budget)
-            write_json(out, result.to_dict())
-        if as_json:
-            print(json.dumps({**result.to_dict(), "file": str(out)}, indent=2))
+            print_json("sensitivity", {**result.to_dict(), "file": str(out)})
             return
         console.print(result.table())
         console.print(f"saved {out}")
@@ -128,3 +122,20 @@ def register(app: typer.Typer) -> None:
             console.print(f"allocation within a {budget.describe()} drop ({result.metric}): {len(result.allocation)} "
                           f"of {len(result.curves)} units pruned; apply with: cvtune prune {model} -o OUT.onnx {flag} "
                           f"--allocation {out}")
+
+
+def _analyze(model, data, task, method, levels, rt, limit, out, options, layer, quiet, extra):
+    """analyze_sensitivity with a progress bar (none with --json)."""
+    from ..compress.sensitivity import analyze_sensitivity
+
+    kwargs = dict(task=task, method=method, levels=_levels(levels), runtime=rt, limit=limit, cache=out,
+                  task_options=options, units=layer or None, **extra)
+    if quiet:
+        return analyze_sensitivity(model, data, **kwargs)
+    with progress() as bar:
+        job = bar.add_task("sensitivity", total=None, rate="")
+
+        def on_point(i: int, n: int) -> None:
+            bar.update(job, completed=i, total=n, rate=f"point {i + 1}/{n}")
+
+        return analyze_sensitivity(model, data, on_point=on_point, **kwargs)

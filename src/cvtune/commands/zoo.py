@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 from rich.table import Table
 
 from .. import zoo
 from ..console import console
-from ._options import JSON
+from ._options import JSON, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +23,7 @@ def register(app: typer.Typer) -> None:
             for m in zoo.ZOO.values()
         ]
         if as_json:
-            print(json.dumps(rows, indent=2))
+            print_json("zoo", rows)
             return
         table = Table(title="cvtune zoo")
         for col in ("name", "task", "default shape", "description"):

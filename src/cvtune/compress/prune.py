@@ -14,8 +14,8 @@ import onnx
 
 from ..data.calibration import CalibrationNeed, CalibrationSet
 from ..errors import ModelError, UsageError
-from ..files import refuse_overwrite_of_input, write_json
-from ..model import load_onnx, save_onnx
+from ..files import refuse_overwrite_of_input
+from ..model import load_onnx, save_onnx_with_report
 from .channels import IMPORTANCE, cut_channels, plan_channels, probe_shape
 from .plan import PruningPlan
 from .reconstruct import ReconstructionReport, reconstruct
@@ -143,10 +143,13 @@ def prune_file(model_path: str | os.PathLike[str], output: str | os.PathLike[str
         size = Path(model_path).stat().st_size
         return ChannelReport(plan, None, size, size, len(calib) if calib else 0, provenance)
     proto, report = prune_channels(model_path, config, calib=calib, input_shape=input_shape, on_wave=on_wave)
-    save_onnx(proto, output)
-    data = Path(output).read_bytes()
-    report = ChannelReport(report.plan, report.reconstruction, len(data), report.original_file_bytes,
-                           report.calibration_images, provenance)
-    write_json(report_path(output), {"input": str(model_path), "output": str(output), **report.to_dict(),
-                                     "compressed_bytes": deflate_size(data)})
-    return report
+    written: list[ChannelReport] = []
+
+    def sidecar(data: bytes) -> dict[str, Any]:
+        written.append(ChannelReport(report.plan, report.reconstruction, len(data), report.original_file_bytes,
+                                     report.calibration_images, provenance))
+        return {"input": str(model_path), "output": str(output), **written[0].to_dict(),
+                "compressed_bytes": deflate_size(data)}
+
+    save_onnx_with_report(proto, output, report_path(output), sidecar, schema="prune")  # one commit
+    return written[0]

@@ -173,7 +173,7 @@ def analyze_sensitivity(model_path: str | os.PathLike[str], dataset, *, task: st
         str(model_path), key, method, task, metric_name, baseline, levels,
         tuple(LayerCurve(u, all_units[u], {float(k): v for k, v in curves[u].items()}) for u in all_units))
     if cache is not None:
-        write_json(cache, result.to_dict())
+        write_json(cache, result.to_dict(), schema="sensitivity")
     return result
 
 
@@ -210,7 +210,7 @@ def _read_cache(cache, key: str) -> dict[str, Any]:
     data = load_sensitivity(cache)
     if data.get("key") != key:
         raise UsageError(f"{cache} holds sensitivity curves for another model or other settings; choose another "
-                         f"-o file or delete it")
+                         f"-o file, or pass --force to start over")
     return data
 
 
@@ -218,7 +218,7 @@ def _write_cache(cache, model_path, key, method, task, metric, baseline, levels,
     write_json(cache, {"format": FORMAT, "model": str(model_path), "key": key, "method": method, "task": task,
                        "metric": metric, "baseline": baseline, "levels": list(levels),
                        "curves": [{"name": u, "cost": units[u], "metrics": curves[u]} for u in units],
-                       "allocation": {}, "budget": None})
+                       "allocation": {}, "budget": None}, schema="sensitivity")
 
 
 def allocate(result: SensitivityResult, budget: Budget) -> dict[str, float]:

@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 
 from ..errors import ModelError, UsageError
-from ..files import refuse_overwrite_of_input, write_json
-from ..model import WEIGHTED_OPS, load_onnx, save_onnx
+from ..files import refuse_overwrite_of_input
+from ..model import WEIGHTED_OPS, load_onnx, save_onnx_with_report
 from .graph import GraphIndex, prepare
 
 __all__ = ["METHODS", "SCOPES", "SparsifyConfig", "LayerSparsity", "SparsityReport", "prunable_layers", "sparsify",
@@ -267,13 +267,17 @@ def sparsify_file(model_path: str | os.PathLike[str], output: str | os.PathLike[
         refuse_overwrite_of_input(report_path(output), model_path)
     proto, report = sparsify(model_path, config)
     if output is not None:
-        save_onnx(proto, output)
-        report = _with_written_size(report, Path(output))
-        write_json(report_path(output), {"input": str(model_path), "output": str(output), **report.to_dict()})
+        written: list[SparsityReport] = []
+
+        def sidecar(data: bytes) -> dict:
+            written.append(_with_written_size(report, data))
+            return {"input": str(model_path), "output": str(output), **written[0].to_dict()}
+
+        save_onnx_with_report(proto, output, report_path(output), sidecar, schema="prune")  # one commit
+        report = written[0]
     return report
 
 
-def _with_written_size(report: SparsityReport, path: Path) -> SparsityReport:
-    data = path.read_bytes()
+def _with_written_size(report: SparsityReport, data: bytes) -> SparsityReport:
     return SparsityReport(**{**{f: getattr(report, f) for f in report.__dataclass_fields__},
                              "file_bytes": len(data), "compressed_bytes": deflate_size(data)})

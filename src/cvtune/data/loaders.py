@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, UsageError
+from ..files import display_path
 from .base import IMAGE_SUFFIXES, Dataset, Sample, TextBox, read_image_or_warn
 
 __all__ = [
@@ -198,7 +199,7 @@ def _classification_from_file(file: Path, classes: list[str] | None) -> Dataset:
 
 def _find_coco_json(folder: Path) -> Path:
     candidates = sorted(folder.glob("*.json")) + sorted((folder / "annotations").glob("*.json"))
-    candidates = [c for c in candidates if c.name != "meta.json"]
+    candidates = [c for c in candidates if c.name != "meta.json" and c.is_file()]
     instances = [c for c in candidates if c.name.startswith("instances_")]
     if len(instances) == 1:
         return instances[0]
@@ -239,36 +240,26 @@ def load_coco(path_or_json: str | os.PathLike[str], images_dir: str | os.PathLik
     try:
         data = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
-    where = str(path)
+        raise DatasetError(f"{display_path(path)}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise DatasetError(f"{display_path(path)}: JSON nested too deeply to be a COCO file") from None
+    where = display_path(path)
     _require(isinstance(data, dict) and isinstance(data.get("images"), list), where,
              "not a COCO file: needs an 'images' list (and 'annotations', 'categories')")
-    annotations = data.get("annotations", [])
-    categories = data.get("categories", [])
-    _require(isinstance(annotations, list) and isinstance(categories, list), where,
-             "'annotations' and 'categories' must be lists")
-    cat_ids = {}
-    for i, cat in enumerate(categories):
-        _require(isinstance(cat, dict) and "id" in cat and "name" in cat, where,
-                 f"categories[{i}] needs 'id' and 'name'")
-        cat_ids[cat["id"]] = cat["name"]
+    from ..schemas import CocoFile, parse  # pydantic: imported only for COCO files
+
+    doc = parse(CocoFile, data, source=path, error=DatasetError)  # types: ids, file names, boxes
+    cat_ids = {cat.id: cat.name for cat in doc.categories}
     images: dict[Any, dict] = {}
-    for i, img in enumerate(data["images"]):
-        _require(isinstance(img, dict) and "id" in img and "file_name" in img, where,
-                 f"images[{i}] needs 'id' and 'file_name'")
-        _require(img["id"] not in images, where, f"images[{i}]: duplicate image id {img['id']}")
-        images[img["id"]] = img
+    for i, img in enumerate(doc.images):
+        _require(img.id not in images, where, f"images.{i}: duplicate image id {img.id!r}")
+        images[img.id] = data["images"][i]
     per_image: dict[Any, list[dict]] = {img_id: [] for img_id in images}
-    for i, ann in enumerate(annotations):
-        _require(isinstance(ann, dict) and "image_id" in ann and "category_id" in ann, where,
-                 f"annotations[{i}] needs 'image_id' and 'category_id'")
-        _require(ann["image_id"] in images, where, f"annotations[{i}] refers to unknown image id {ann['image_id']}")
-        _require(ann["category_id"] in cat_ids, where,
-                 f"annotations[{i}] refers to unknown category id {ann['category_id']}")
-        bbox = ann.get("bbox")
-        _require(isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox),
-                 where, f"annotations[{i}] needs 'bbox': [x, y, width, height]")
-        per_image[ann["image_id"]].append(ann)
+    for i, ann in enumerate(doc.annotations):
+        _require(ann.image_id in images, where, f"annotations.{i} refers to unknown image id {ann.image_id!r}")
+        _require(ann.category_id in cat_ids, where,
+                 f"annotations.{i} refers to unknown category id {ann.category_id!r}")
+        per_image[ann.image_id].append(data["annotations"][i])
     if not images:
         raise DatasetError(f"{path} lists no images")
     ordered = sorted(images.values(), key=lambda im: (str(type(im["id"])), im["id"]))
@@ -452,8 +443,11 @@ def _looks_like_classification(file: Path) -> bool:
 
 
 def _is_coco_json(file: Path) -> bool:
-    with open(file, "rb") as fh:
-        head = fh.read(1 << 20)
+    try:
+        with open(file, "rb") as fh:
+            head = fh.read(1 << 20)
+    except OSError:
+        return False
     return b'"images"' in head
 
 
@@ -494,7 +488,7 @@ def detect_kind(path: str | os.PathLike[str]) -> str:
         if (path / name).is_file():
             return "classification" if _looks_like_classification(path / name) else "ocr_lines"
     jsons = [j for j in list(path.glob("*.json")) + list((path / "annotations").glob("*.json"))
-             if j.name != "meta.json"]
+             if j.name != "meta.json" and j.is_file()]
     if any(_is_coco_json(j) for j in jsons):
         return "coco"
     top_images = [p for p in path.iterdir() if _is_image(p)]

@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ import cv2
 import numpy as np
 
 from ..errors import UsageError
+from ..files import atomic_dir
 from .loaders import SYNTH_MARKER
 from .synth_backgrounds import random_background
 from .synth_content import random_line
@@ -457,9 +456,7 @@ def generate_text_set(out_dir: str | os.PathLike[str], config: SynthConfig | Non
     out_dir = Path(out_dir).resolve()
     _check_output_dir(out_dir)
     fonts = find_fonts(config.fonts)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.synth-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:  # files.atomic_dir: permissions from the umask, swapped in at the end
         (tmp / "textdet").mkdir()
         (tmp / "ocr" / "crops").mkdir(parents=True)
         labels: list[str] = []
@@ -479,20 +476,5 @@ def generate_text_set(out_dir: str | os.PathLike[str], config: SynthConfig | Non
                    "layout": {"textdet": "ICDAR-2015 img_N.jpg + gt_img_N.txt, one box per line",
                               "ocr": "labels.txt: crops/line_N_K.png<TAB>text", "words": "words.jsonl"}}
         (tmp / "meta.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        _swap_into_place(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _check_output_dir(out_dir)  # again: the folder may have changed while we rendered
     return summary
-
-
-def _swap_into_place(new: Path, out_dir: Path) -> None:
-    """Rename `new` to `out_dir`; a previous output (checked before rendering) is removed only afterwards."""
-    _check_output_dir(out_dir)  # again: the folder may have changed while we rendered
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / "previous")
-    os.replace(new, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

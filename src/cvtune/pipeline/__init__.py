@@ -6,6 +6,8 @@ Results file (JSONL), one row per input, in input order:
     {"frame": 12, "prediction": {...}}              a video frame, keyed by its 0-based index
     {"file": "bad.jpg", "error": "unreadable or corrupt image"}   a corrupt input, logged and skipped
 Run it again with the same --out and it continues: rows already there are skipped, a torn last line is redone.
+A file at --out that is not such a results file is refused (and left as it is) unless --force; two runs into the
+same --out at once: the second is refused, naming the first (a lock).
 Locally (threads) or on Ray (`ray=True`): the same PredictorSpec, so the same rows.
 """
 
@@ -19,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..files import refuse_overwrite_of_input
+from ..files import check_output, check_unlocked, display_path, output_lock
 from ..runtimes.devices import usable_cores
-from .jsonl import ResultWriter, read_done
+from .jsonl import ResultWriter, Resume, scan_results
 from .predictor import RAW, Predictor, PredictorSpec, RawTask, build_task, default_task, task_names
 from .sources import ImageSource, VideoSource, open_source
 
@@ -81,15 +83,21 @@ def check_batch(model_path: str | Path, batch: int) -> None:
 
 def run_pipeline(spec: PredictorSpec, source: ImageSource | VideoSource | str | Path, out: str | Path, *,
                  workers: int = 1, ray: bool = False, ray_address: str | None = None,
-                 progress: bool = True, verbose: bool = False, limit: int | None = None) -> PipelineResult:
+                 progress: bool = True, verbose: bool = False, limit: int | None = None,
+                 force: bool = False) -> PipelineResult:
     """Predict every input of `source` (the first `limit` only, when given) not yet in `out` and append one row per
-    input to `out`. `verbose` shows Ray's own log lines."""
+    input to `out`; `verbose` shows Ray's own log lines. An existing `out` must be cvtune's own results for the same
+    kind of input (then the run continues after its rows), unless `force` (then it starts over and the file is
+    replaced when the first new row is written). One writer per `out` at a time (a lock); the file is created only
+    when the first row is ready, so a model that cannot load leaves nothing behind."""
     if not isinstance(source, ImageSource | VideoSource):
         source = open_source(source)
     out = Path(out)
-    refuse_overwrite_of_input(out, spec.model, source.path if isinstance(source, VideoSource) else None)
     if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name such as results.jsonl")
+        raise UsageError(f"--out {display_path(out)} is a folder; give a file name such as results.jsonl")
+    check_output(out, force=True, inputs=(spec.model, source.path if isinstance(source, VideoSource) else None),
+                 option="--out")
+    check_unlocked(out)  # another run writing it: say so before loading anything
     workers = resolve_workers(workers)
     if limit is not None:
         if limit < 1:
@@ -98,32 +106,35 @@ def run_pipeline(spec: PredictorSpec, source: ImageSource | VideoSource | str | 
             source = dataclasses.replace(source, files=source.files[:limit])
     check_batch(spec.model, spec.batch)
     spec.build_task().close()  # bad task options fail here, once, before any thread or actor starts
-    done = read_done(out, source.key_field)
-    pending = source.pending(done)
-    total = source.total
-    if limit is not None and isinstance(source, VideoSource):  # the first `limit` frames
-        pending = itertools.takewhile(lambda item: item[1] < limit, pending)
-        total = min(total or limit, limit)
-        done = {d for d in done if isinstance(d, int) and d < limit}
-    remaining = None if total is None else max(total - len(done), 0)
-    writer = ResultWriter(out)
-    start = time.perf_counter()
-    backend = "ray" if ray else "local"
-    bar, on_rows = _progress(progress, remaining, backend, start)
-    try:
-        if ray:
-            from .ray_runner import run_ray
+    with output_lock(out):
+        resume = Resume(frozenset(), 0, out.exists()) if force else scan_results(out, source.key_field)
+        done = set(resume.done)
+        pending = source.pending(done)
+        total = source.total
+        if limit is not None and isinstance(source, VideoSource):  # the first `limit` frames
+            pending = itertools.takewhile(lambda item: item[1] < limit, pending)
+            total = min(total or limit, limit)
+            done = {d for d in done if isinstance(d, int) and d < limit}
+        remaining = None if total is None else max(total - len(done), 0)
+        writer = ResultWriter(out, keep_bytes=resume.valid_bytes if resume.exists else None,
+                              fresh=force and resume.exists)
+        start = time.perf_counter()
+        backend = "ray" if ray else "local"
+        bar, on_rows = _progress(progress, remaining, backend, start)
+        try:
+            if ray:
+                from .ray_runner import run_ray
 
-            run_ray(pending, spec, writer, source.key_field, workers=workers, address=ray_address, on_rows=on_rows,
-                    verbose=verbose)
-        else:
-            from .local import run_local
+                run_ray(pending, spec, writer, source.key_field, workers=workers, address=ray_address,
+                        on_rows=on_rows, verbose=verbose)
+            else:
+                from .local import run_local
 
-            run_local(pending, spec, writer, source.key_field, workers=workers, on_rows=on_rows)
-    finally:
-        writer.close()
-        if bar is not None:
-            bar.stop()
+                run_local(pending, spec, writer, source.key_field, workers=workers, on_rows=on_rows)
+        finally:
+            writer.close()
+            if bar is not None:
+                bar.stop()
     return PipelineResult(out=out, written=writer.written, errors=writer.errors, already_done=len(done),
                           total=total, seconds=time.perf_counter() - start, workers=workers, backend=backend)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..data.base import read_image
+from ..data.base import decode_image_file
 from ..errors import CvtuneError, TrialFailed
 from .jsonl import ResultWriter
 from .predictor import Predictor, PredictorSpec, overrides_predict
@@ -30,9 +30,9 @@ def make_row(key_field: str, key: Any, *, prediction: Any = None, error: str | N
 
 def prepare_input(task, whole_image: bool, payload: Any) -> tuple[Any, str | None]:
     """Decode (a Path) and preprocess one input: (prepared, None), or (None, why it cannot be used)."""
-    image = read_image(payload) if isinstance(payload, Path) else payload
+    image, why = decode_image_file(payload) if isinstance(payload, Path) else (payload, "")
     if image is None:
-        return None, "unreadable or corrupt image"
+        return None, why or "unreadable or corrupt image"
     if image.ndim != 3 or min(image.shape[:2]) < 1:
         return None, f"unusable image of shape {tuple(image.shape)}"
     if whole_image:

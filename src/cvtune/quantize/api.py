@@ -7,9 +7,9 @@ is never touched.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ import onnx
 
 from ..data.calibration import CalibrationSet, random_calibration
 from ..errors import UsageError
-from ..files import atomic_path, refuse_overwrite_of_input, write_json
+from ..files import atomic_files, json_document, temp_dir
+from ..files import check_output as check_output_path
 from ..model import Model, check_model_file, constants_to_initializers, load_onnx
 from ..probe import ProbeResult, probe_runtimes
 from ..runtimes import Runtime, make_runtime
@@ -29,16 +30,13 @@ from .ortutil import check_loads
 from .result import QuantResult, output_fidelity, quant_op_counts, runtime_agreement, sidecar_path
 
 
-def check_output(model: str | os.PathLike[str], output: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Source and output as Paths; the source must exist, the output must be a new .onnx path."""
+def check_output(model: str | os.PathLike[str], output: str | os.PathLike[str], *,
+                 force: bool = True) -> tuple[Path, Path]:
+    """Source and output as Paths; the source must exist, the output must be a .onnx file path (see
+    files.check_output: not a folder, not the input, in a writable folder; existing only with `force`)."""
     source = check_model_file(model)
-    output = Path(output)
-    if output.suffix.lower() != ".onnx":
-        raise UsageError(f"output {output} must end in .onnx")
-    refuse_overwrite_of_input(output, source)
-    refuse_overwrite_of_input(sidecar_path(output), source)
-    if output.is_dir():
-        raise UsageError(f"output {output} is a folder; give a file path ending in .onnx")
+    output = check_output_path(output, force=force, inputs=(source,), suffixes=(".onnx",),
+                               companions=(sidecar_path(output),))
     return source, output
 
 
@@ -127,13 +125,10 @@ def finalize(source: Path, produced: Path, output: Path, config: QuantConfig, no
         calibration=calibration.to_dict() if calibration is not None and config.method == "static" else None,
         fidelity=fidelity, probe=probes, accuracy=accuracy, extra=extra,
         seconds=time.perf_counter() - started if started else 0.0)
-    with atomic_path(output) as tmp:
-        shutil.copyfile(produced, tmp)
-    try:
-        write_json(result.sidecar, result.to_dict())
-    except BaseException:
-        output.unlink(missing_ok=True)
-        raise
+    sidecar = json.dumps(json_document("quant", result.to_dict()), indent=2, ensure_ascii=False, default=str)
+    with atomic_files(output, result.sidecar, size_hint=produced.stat().st_size) as (tmp_model, tmp_sidecar):
+        shutil.copyfile(produced, tmp_model)  # model and sidecar are committed together, the sidecar first
+        tmp_sidecar.write_bytes((sidecar + "\n").encode("utf-8", "backslashreplace"))
     return result
 
 
@@ -146,8 +141,7 @@ def quantize(model: str | os.PathLike[str], output: str | os.PathLike[str], conf
     started = time.perf_counter()
     config = config or StaticConfig()
     source, output = check_output(model, output)
-    with tempfile.TemporaryDirectory(prefix="cvtune-quantize-") as tmp:
-        workdir = Path(tmp)
+    with temp_dir("quantize") as workdir:  # private to this call: ORT's quantizer writes beside its input
         produced = workdir / "quantized.onnx"
         notes, details = build(source, produced, config, workdir, calibration)
         return finalize(source, produced, output, config, notes, calibration=calibration, details=details,

@@ -77,7 +77,9 @@ def check_loads(path: Path, sample: np.ndarray | None = None) -> str:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        from ..files import path_or_bytes
+
+        session = ort.InferenceSession(path_or_bytes(path), sess_options=options, providers=["CPUExecutionProvider"])
         if sample is not None:
             session.run(None, {session.get_inputs()[0].name: sample})
     except Exception as exc:  # noqa: BLE001

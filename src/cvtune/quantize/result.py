@@ -42,8 +42,10 @@ def output_fidelity(reference: Path, candidate: Path, tensors: tuple[np.ndarray,
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    ref = ort.InferenceSession(str(reference), sess_options=options, providers=["CPUExecutionProvider"])
-    cand = ort.InferenceSession(str(candidate), sess_options=options, providers=["CPUExecutionProvider"])
+    from ..files import path_or_bytes
+
+    ref = ort.InferenceSession(path_or_bytes(reference), sess_options=options, providers=["CPUExecutionProvider"])
+    cand = ort.InferenceSession(path_or_bytes(candidate), sess_options=options, providers=["CPUExecutionProvider"])
     cosines, max_abs = [], 0.0
     for tensor in tensors:
         a = ref.run(None, {ref.get_inputs()[0].name: tensor})

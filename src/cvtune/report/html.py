@@ -331,7 +331,10 @@ def render_html(run: RunData) -> str:
         "<li>No pair of candidates differing in a single setting was measured.</li>"
     failure_items = "".join(f"<li>{escape(t)}</li>" for t in failures) or "<li>none</li>"
     title = f"cvtune optimize: {run.facts.get('model_name') or run.config.get('model', '')}"
-    data_json = json.dumps(res, default=str).replace("</", "<\\/")
+    # inside <script>, '<!--', '<script' or '</script' in a name (a folder called r<!--<script>) would end or
+    # swallow the block: every <, >, & as a JSON \u escape is the same data and inert markup
+    data_json = (json.dumps(res, default=str).replace("<", "\\u003c").replace(">", "\\u003e")
+                 .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
     nav = "".join(f'<a href="#{sid}">{escape(name)}</a>' for sid, name in SECTIONS)
     body = {
         "summary": f'<table class="kv"><tbody>{summary}</tbody></table>',

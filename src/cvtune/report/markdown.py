@@ -13,15 +13,20 @@ from .findings import compute_findings, failure_findings
 from .sections import deploy_snippet, profiles, sensitivities, technique_grid, timeline
 from .summary import TABLE_COLUMNS, summary_rows, table_rows
 
+_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "[": "\\[", "]": "\\]",
+                             "`": "\\`", "\\": "\\\\", "\n": " ", "\r": " "})
+
 
 def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text from the run (model and file names) made inert in Markdown: no HTML (viewers render <script>, <img
+    onerror>), no links or code spans, no table breaks."""
+    return str(text).translate(_MD_ESCAPES)
 
 
 def render_markdown(run: RunData) -> str:
     metric_name = run.metric_name
     budget, objective = run.budget, run.objective
-    lines = [f"# cvtune optimize: {run.facts.get('model_name', '')}", "", "| | |", "|---|---|"]
+    lines = [f"# cvtune optimize: {_md(run.facts.get('model_name', ''))}", "", "| | |", "|---|---|"]
     lines += [f"| {_md(k)} | {_md(v)} |" for k, v in summary_rows(run)]
     front = run.front_keys
     full = [t for t in run.best_rows() if t.key in front and t.measured]

@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import ModelError, RuntimeUnavailable, UsageError
+from ..files import display_path, is_utf8_path, read_bytes
 from .base import Runtime
 
 ENGINES = ("auto", "new", "classic")
@@ -131,7 +132,7 @@ class OpenCVSession:
         if runtime.threads:
             cv2.setNumThreads(int(runtime.threads))
         if not model_path.is_file():
-            raise ModelError(f"model file not found: {model_path}")
+            raise ModelError(f"model file not found: {display_path(model_path)}")
         self.net = _read_net(cv2, model_path, runtime)
         # The classic engine rejects a disabled fusion / Winograd switch on new-engine nets; set where offered.
         if runtime.engine == "classic" or not hasattr(cv2.dnn, "ENGINE_NEW"):
@@ -163,14 +164,36 @@ def _read_net(cv2, model_path: Path, runtime: OpenCVRuntime):
     suffix = model_path.suffix.lower()
     engine = {}
     if hasattr(cv2.dnn, "ENGINE_NEW"):
-        engine = {"engine": {"auto": cv2.dnn.ENGINE_AUTO, "new": cv2.dnn.ENGINE_NEW,
-                             "classic": cv2.dnn.ENGINE_CLASSIC}[runtime.engine]}
+        names = {"auto": cv2.dnn.ENGINE_AUTO, "new": cv2.dnn.ENGINE_NEW, "classic": cv2.dnn.ENGINE_CLASSIC}
+        engine = {"engine": names[runtime.engine]}
     try:
+        if not is_utf8_path(model_path):
+            return _read_net_from_buffer(cv2, model_path, suffix, engine)
         if suffix == ".tflite" and hasattr(cv2.dnn, "readNetFromTFLite"):
             return cv2.dnn.readNetFromTFLite(str(model_path), **engine)
         return cv2.dnn.readNet(str(model_path), **engine)
     except cv2.error as exc:
-        raise ModelError(f"OpenCV ({runtime.engine} engine) cannot load {model_path}: {_cv_error_line(exc)}") from None
+        raise ModelError(f"OpenCV ({runtime.engine} engine) cannot load {display_path(model_path)}: "
+                         f"{_cv_error_line(exc)}") from None
+
+
+def _read_net_from_buffer(cv2, model_path: Path, suffix: str, engine: dict):
+    """A model whose path holds bytes that are not UTF-8: OpenCV's C++ API takes paths as text (and its Python
+    binding crashes on such a str), so Python reads the file and OpenCV parses the buffer."""
+    data = np.frombuffer(read_bytes(model_path, what="model"), np.uint8)
+    readers = {".onnx": "readNetFromONNX", ".tflite": "readNetFromTFLite", ".pb": "readNetFromTensorflow"}
+    reader = getattr(cv2.dnn, readers.get(suffix, ""), None)
+    if reader is None:
+        raise ModelError(f"OpenCV cannot read a {suffix or 'suffix-less'} model from memory; move "
+                         f"{display_path(model_path)} to a path of UTF-8 characters")
+    if suffix == ".onnx":
+        import onnx
+
+        proto = onnx.load_model_from_string(data.tobytes())
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+            raise ModelError(f"{display_path(model_path)} keeps its weights in external data, which OpenCV reads "
+                             f"by path only; move it to a path of UTF-8 characters")
+    return reader(data, **engine)
 
 
 def _declared_order(model_path: Path, names: list[str]) -> list[str]:
@@ -199,7 +222,10 @@ def _cv_error_line(exc: Exception) -> str:
     text = f"{node}: {reason}" if node else reason
     if "isDynamicShape" in text or "dynamic" in text.lower():
         text += " (the model has dynamic shapes: run `cvtune prepare` to make them static and simplify)"
-    return text[:400]
+    elif "Assertion failed" in text or "assert" in text.lower():
+        text = text[:300] + (" (an internal check of OpenCV's importer failed on this model: try the other engine "
+                             "(--engine classic or new), `cvtune prepare` to simplify it, or --runtime ort)")
+    return text[:500]
 
 
 def opencv_flops(model_path: str | Path, shape: tuple[int, ...]) -> int | None:
@@ -208,8 +234,12 @@ def opencv_flops(model_path: str | Path, shape: tuple[int, ...]) -> int | None:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
         engine = {"engine": cv2.dnn.ENGINE_CLASSIC} if hasattr(cv2.dnn, "ENGINE_CLASSIC") else {}
-        net = cv2.dnn.readNet(str(model_path), **engine)
-    except cv2.error:
+        model_path = Path(model_path)
+        if is_utf8_path(model_path):
+            net = cv2.dnn.readNet(str(model_path), **engine)
+        else:
+            net = _read_net_from_buffer(cv2, model_path, model_path.suffix.lower(), engine)
+    except (cv2.error, ModelError):
         return None
     attempts = [lambda: net.getFLOPS(list(shape)), lambda: net.getFLOPS([list(shape)], [cv2.CV_32F])]
     for attempt in attempts:

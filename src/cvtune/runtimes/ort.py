@@ -95,7 +95,10 @@ class OrtSession:
             providers.append("CPUExecutionProvider")
         try:
             extra = {"disabled_optimizers": list(runtime.disabled_optimizers)} if runtime.disabled_optimizers else {}
-            self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers, **extra)
+            from ..files import path_or_bytes  # a path ORT cannot take as text: hand it the bytes
+
+            self.session = ort.InferenceSession(path_or_bytes(model_path), sess_options=options, providers=providers,
+                                                **extra)
         except Exception as exc:  # noqa: BLE001 - ORT raises several exception types for bad models
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"ONNX Runtime cannot load {model_path}: {first[:300]}") from None

@@ -6,14 +6,13 @@ complete, valid answer."""
 
 from __future__ import annotations
 
-import os
+import json
 import platform
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..files import write_json
+from ..files import atomic_files, json_document
 from .records import Trial
 from .space import Candidate
 from .trials import Search
@@ -61,30 +60,15 @@ def export_answer(search: Search, cand: Candidate, *, timing: Trial | None, accu
     if path is None:
         search.notes.append(f"could not export {cand.label()}: {error}")
         return None
-    out = Path(search.config.out)
-    final = out / BEST_DIR
-    staging = Path(tempfile.mkdtemp(prefix=".best-", dir=out))
-    try:
-        os.chmod(staging, 0o777 & ~_umask())
-        shutil.copyfile(path, staging / "model.onnx")
-        write_json(staging / "candidate.json", {"source_model": str(search.ctx.source), "candidate": cand.to_dict(),
-                                                "key": cand.key(), "label": cand.label()})
-        write_json(staging / DEPLOY_NAME, deploy_dict(search, cand, timing=timing, accuracy=accuracy,
-                                                      expected=expected))
-        old = None
-        if final.exists():
-            old = out / f".best-old-{os.getpid()}"
-            os.replace(final, old)
-        os.replace(staging, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return final / DEPLOY_NAME
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    best_dir = Path(search.config.out) / BEST_DIR
+    deploy = json_document("deploy", deploy_dict(search, cand, timing=timing, accuracy=accuracy, expected=expected))
+    candidate = json_document("candidate", {"source_model": str(search.ctx.source), "candidate": cand.to_dict(),
+                                            "key": cand.key(), "label": cand.label()})
+    # one commit, deploy.json last: it never names a model that is not (yet) the answer
+    with atomic_files(best_dir / DEPLOY_NAME, best_dir / "model.onnx", best_dir / "candidate.json",
+                      size_hint=Path(path).stat().st_size) as (tmp_deploy, tmp_model, tmp_candidate):
+        shutil.copyfile(path, tmp_model)
+        for tmp, doc in ((tmp_deploy, deploy), (tmp_candidate, candidate)):
+            text = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+            tmp.write_bytes(text.encode("utf-8", "backslashreplace"))
+    return best_dir / DEPLOY_NAME

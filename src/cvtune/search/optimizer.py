@@ -29,7 +29,7 @@ from .final import final_timing
 from .measure import Baseline, Incumbent, Outcome, as_incumbent, measure_candidate
 from .pareto import pareto_front
 from .space import Candidate, baseline_candidate, build_space
-from .store import Store, check_out_dir
+from .store import STORE_NAME, Store, check_out_dir
 from .strategy import make_strategy
 from .trials import FINAL_ROUNDS, EventFn, Search, check_fit
 
@@ -43,7 +43,8 @@ def optimize(config: OptimizeConfig, *, on_event: EventFn | None = None) -> Opti
         return _optimize(config, on_event)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
-            raise CvtuneError(f"cannot write to {config.out}: {exc.strerror} ({exc.filename or config.out}); "
+            where = exc.filename2 or config.out  # copyfile names its source (the input model) first
+            raise CvtuneError(f"cannot write to {config.out}: {exc.strerror} ({where}); "
                               f"free space or fix permissions, then rerun the same command to resume") from None
         raise
 
@@ -56,6 +57,9 @@ def _optimize(config: OptimizeConfig, on_event: EventFn | None) -> OptimizeResul
     if not Path(config.model).is_file():
         raise ModelError(f"model file not found: {config.model}")
     ctx = SearchContext.load(config)
+    if (Path(config.out) / STORE_NAME).is_file():  # resuming: other settings are refused before any measuring
+        with Store.open(config.out, create=False) as store:
+            store.check_identity(ctx.identity(), record=False)
     check_fit(ctx, clock)
     with Store.open(config.out) as store:
         search = Search(ctx, store, clock, on_event)

@@ -8,6 +8,8 @@ Tables: meta (what run this folder holds), trials (one typed record per candidat
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CvtuneError, UsageError
+from ..files import LOCK_NAME, check_output, check_unlocked, display_path, is_temporary, output_lock
 from .records import BuiltModel, Trial
 
 STORE_NAME = "trials.sqlite"
@@ -45,36 +48,75 @@ CREATE TABLE IF NOT EXISTS probes (
 """
 
 
-def check_out_dir(out: str | Path) -> Path:
-    """OUT must be new, empty, or a previous cvtune optimize run (then it is resumed). Anything else: refuse."""
+def _own(name: str) -> bool:
+    """An entry a cvtune optimize run writes into OUT (its store, models, reports, lock, atomic-write temporaries)."""
+    return name in OWN_ENTRIES or name == LOCK_NAME or is_temporary(name)
+
+
+def check_out_dir(out: str | Path, *, writing: bool = True) -> Path:
+    """OUT must be new, empty, or a previous cvtune optimize run (then it is resumed). Anything else: refuse,
+    before anything is written (a file, a folder holding other files, a place that cannot be written, a folder
+    another search is writing; readers such as `cvtune report` only need the first three)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UsageError(f"output {out} is a file; give a folder for -o")
+        raise UsageError(f"output {display_path(out)} is a file; give a folder for -o")
     if out.is_dir():
-        entries = {p.name for p in out.iterdir() if not p.name.startswith(".best-")}  # an interrupted export
-        if entries and STORE_NAME not in entries:
-            foreign = sorted(entries - OWN_ENTRIES)[:3] or sorted(entries)[:3]
-            raise UsageError(f"output folder {out} holds other files ({', '.join(foreign)}) and no {STORE_NAME}: "
-                             f"it is not a cvtune optimize run; choose a new or empty folder for -o")
+        try:
+            entries = {p.name for p in out.iterdir()}
+        except OSError as exc:
+            raise UsageError(f"cannot read output folder {display_path(out)}: {exc.strerror or exc}") from None
+        foreign = sorted(e for e in entries if not _own(e))[:3]
+        if foreign and STORE_NAME not in entries:
+            raise UsageError(f"output folder {display_path(out)} holds other files ({', '.join(foreign)}) and no "
+                             f"{STORE_NAME}: it is not a cvtune optimize run; choose a new or empty folder for -o")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise UsageError(f"output folder {display_path(out)} is read-only or not writable by you; choose "
+                             f"another -o")
+        if writing:
+            check_unlocked(out, folder=True)  # a search running there: say so now, not after minutes of set-up
+    else:
+        check_output(out / STORE_NAME, force=True)  # its parent must be a folder we can create OUT in
     return out
+
+
+def clear_out_dir(out: str | Path) -> list[str]:
+    """`optimize --force`: remove what a previous run wrote into OUT (only cvtune's own entries: anything else in
+    the folder is left alone) so the search starts over. Returns the names removed."""
+    out = check_out_dir(out)
+    removed = []
+    if out.is_dir():
+        for path in sorted(out.iterdir()):
+            if _own(path.name) and path.name != LOCK_NAME:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+                removed.append(path.name)
+    return removed
 
 
 class Store:
     """SQLite-backed record of a search. Open with `Store.open(out)`; close with `.close()` or a with-block."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock=None) -> None:
         self.path = path
         self.conn = conn
+        self._lock = lock  # held while a search writes (open with create=True); None for readers
 
     # ---- opening -----------------------------------------------------------------------------------
     @classmethod
     def open(cls, out: str | Path, *, create: bool = True) -> Store:
-        out = check_out_dir(out)
+        out = check_out_dir(out, writing=create)
         path = out / STORE_NAME
         if not path.exists() and not create:
             raise UsageError(f"{out} holds no {STORE_NAME}: run `cvtune optimize ... -o {out}` first")
-        out.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)  # explicit transactions below
+        lock = None
+        if create:  # one search per folder: a second one is refused, naming the first (pid, command, since)
+            lock = output_lock(out, folder=True)
+            lock.__enter__()
+        try:
+            conn = sqlite3.connect(os.fsdecode(path), timeout=30, isolation_level=None)  # explicit transactions
+        except sqlite3.Error as exc:
+            if lock is not None:
+                lock.__exit__(None, None, None)
+            raise UsageError(f"cannot open {display_path(path)}: {exc}") from None
         conn.row_factory = sqlite3.Row
         try:
             conn.execute("PRAGMA synchronous=FULL")
@@ -93,15 +135,22 @@ class Store:
                                      f"(the old report.html there stays readable)")
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise UsageError(f"{path} is not a readable trial store ({exc}); move it away or choose another -o") \
-                from None
+            if lock is not None:
+                lock.__exit__(None, None, None)
+            raise UsageError(f"{display_path(path)} is not a readable trial store ({exc}); move it away or choose "
+                             f"another -o") from None
         except BaseException:
             conn.close()
+            if lock is not None:
+                lock.__exit__(None, None, None)
             raise
-        return cls(path, conn)
+        return cls(path, conn, lock)
 
     def close(self) -> None:
         self.conn.close()
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
 
     def __enter__(self) -> Store:
         return self
@@ -118,11 +167,13 @@ class Store:
         with _transaction(self.conn):
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
 
-    def check_identity(self, identity: dict[str, Any]) -> bool:
-        """Record what this run measures (model, task, data, split); refuse to mix runs. True when resuming."""
+    def check_identity(self, identity: dict[str, Any], *, record: bool = True) -> bool:
+        """Record what this run measures (model, task, data, split, budget); refuse to mix runs. True when
+        resuming. `record=False` only compares (a check before anything is measured)."""
         stored = self.get_meta("identity")
         if stored is None:
-            self.set_meta("identity", identity)
+            if record:
+                self.set_meta("identity", identity)
             return False
         differs = [k for k in sorted(set(stored) | set(identity)) if stored.get(k) != identity.get(k)]
         if differs:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError, TrialFailed
+from ..errors import DatasetError, ModelError, TrialFailed
 from ..runtimes import make_runtime
 from .clock import Clock, OutOfTime
 from .context import Rung, SearchContext
@@ -49,12 +49,18 @@ def run_child(ctx: SearchContext, cand: Candidate, path: Path, rung: Rung, *, me
 
 
 def check_fit(ctx: SearchContext, clock: Clock) -> None:
-    """The first readable evaluation image through the model as given (ONNX Runtime, else OpenCV; in a child): a
-    model the task does not fit is one clear error before anything is written, not a search of failed trials."""
+    """One image through the model as given (ONNX Runtime, else OpenCV; in a child): a model the task does not
+    fit is one clear error before anything is written, not a search full of failed trials."""
+    from ..data.base import read_image
+
+    first = next((i for i, s in enumerate(ctx.evaluation.samples) if read_image(s.path) is not None), None)
+    if first is None:
+        raise DatasetError(f"none of the {len(ctx.evaluation)} evaluation images in {ctx.config.data} can be read")
     errors = []
     for runtime in (make_runtime("ort"), make_runtime("opencv")):
-        try:
-            run_child(ctx, Candidate((), runtime), ctx.source, Rung("fit", 1, warmup=0, min_runs=1, min_time_s=0.0),
+        try:  # the evaluation split up to its first readable image (an unreadable one is skipped, not blamed)
+            run_child(ctx, Candidate((), runtime), ctx.source,
+                      Rung("fit", first + 1, warmup=0, min_runs=1, min_time_s=0.0),
                       measure_metric=True, timeout=max(120.0, ctx.config.trial_timeout_s))
             return
         except TrialFailed as exc:

@@ -68,7 +68,27 @@ class Task:
                  **options: Any) -> None:
         self.preprocessing = preprocessing or Preprocessing()
         self.input_size = input_size  # (H, W) override; None = the task's default for this model
+        if options:  # a misspelt -O KEY=VALUE must not be silently ignored
+            from ..errors import UsageError
+
+            raise UsageError(f"task '{self.name}' has no option {', '.join(sorted(options))}; it takes: "
+                             f"{', '.join(type(self).option_names())}")
         self.options = options
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The options (-O KEY=VALUE) this task takes: the keyword parameters of its constructors."""
+        import inspect
+
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            names |= {p.name for p in inspect.signature(init).parameters.values()
+                      if p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in
+                                                      ("self", "preprocessing"))}
+        return sorted(names)
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
         """BGR uint8 image -> ((1, C, H, W) float32 tensor, meta that postprocess needs, e.g. resize ratios)."""

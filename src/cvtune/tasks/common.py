@@ -55,16 +55,14 @@ def parse_size(value: Any, what: str = "input_size") -> tuple[int, int] | None:
     """(H, W) from a tuple/list or an 'HxW' string; None stays None. Bad values raise UsageError."""
     if value is None:
         return None
-    if isinstance(value, str):
-        parts = value.lower().split("x")
-    else:
-        parts = list(value)
     try:
+        parts = value.lower().split("x") if isinstance(value, str) else list(value)
         size = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         size = ()
-    if len(size) != 2 or min(size) <= 0:
-        raise UsageError(f"{what} must be HEIGHTxWIDTH with positive integers, e.g. 640x640 (got {value!r})")
+    if len(size) != 2 or min(size) <= 0 or max(size) > 16384:
+        raise UsageError(f"{what} must be HEIGHTxWIDTH with positive integers up to 16384, e.g. 640x640 "
+                         f"(got {value!r})")
     return size  # type: ignore[return-value]
 
 

@@ -24,7 +24,7 @@ from ..runtimes import Runtime, Session
 from ..zoo import ZOO, Preprocessing
 from ..zoo import path as zoo_path
 from .base import Metrics, Task
-from .common import AuxModel, as_probabilities, output_error, resize_pad
+from .common import AuxModel, as_probabilities, output_error, parse_size, resize_pad
 from .ctc import ctc_greedy_decode, read_charset
 from .geometry import crop_quad
 from .metrics import char_distance, match_text_boxes, normalize_text, prf, ratio_ci
@@ -80,7 +80,7 @@ class OcrTask(Task):
             raise UsageError(f"unknown ocr mode '{mode}'; choose one of: {', '.join(MODES)}")
         if rec_batch < 1:
             raise UsageError(f"rec_batch must be >= 1 (got {rec_batch})")
-        self.rec_height, self.rec_width = input_size or self.preprocessing.input_size or (48, 320)
+        self.rec_height, self.rec_width = parse_size(input_size) or self.preprocessing.input_size or (48, 320)
         self.charset = charset or read_charset(zoo_path("ppocr-rec"))
         self.mode = mode
         self.use_cls, self.cls_thresh, self.rec_batch = use_cls, cls_thresh, rec_batch
