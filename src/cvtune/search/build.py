@@ -25,7 +25,7 @@ def _build_child(source: str, output: str, passes: list[dict[str, Any]], static_
     started = time.perf_counter()
     proto = load_onnx(source)
     spec = TaskSpec.from_dict(task)
-    shape = (1, 3, *static_size) if static_size else None
+    shape = tuple(input_shape) if static_size else None  # the static model's own input shape (its layout)
     sets: dict[CalibrationNeed, CalibrationSet] = {}
 
     def calibration(need: CalibrationNeed) -> CalibrationSet:

@@ -94,6 +94,8 @@ class SearchContext:
         self.scale_default = getattr(task, option, None) if option else None
         preprocessing = task.preprocessing
         self.preprocessing = preprocessing
+        if self.nhwc:  # H and W sit at dims 1 and 2
+            dynamic = {{1: 2, 2: 3}.get(d, d) for d in dynamic}
         representative = self.task_shape(1.0, task)
         # Fidelity feeds the reference the same tensor, so a smaller input would cost nothing there: keep sizes out.
         resizable = {2, 3} <= dynamic and preprocessing.input_size is None and self.config.task != "fidelity"
@@ -125,7 +127,8 @@ class SearchContext:
             image = read_image(sample.path)
             if image is not None:
                 tensor = task.preprocess(image)[0]
-                shapes.append((int(tensor.shape[2]), int(tensor.shape[3])))
+                h, w = tensor.shape[1:3] if self.nhwc else tensor.shape[2:4]
+                shapes.append((int(h), int(w)))
         if not shapes:
             raise DatasetError(f"none of the first evaluation images in {self.config.data} could be read")
         self._shapes[scale] = shapes
@@ -135,15 +138,24 @@ class SearchContext:
         """The most common of `task_shapes` (what a static model is built for, and what reports show)."""
         return Counter(self.task_shapes(scale, task)).most_common(1)[0][0]
 
+    @property
+    def nhwc(self) -> bool:
+        return getattr(self.preprocessing, "layout", "NCHW").upper() == "NHWC"
+
+    def tensor_shape(self, batch: int, height: int, width: int) -> list[int]:
+        """The model input's full shape in its layout (NCHW, or NHWC for models that take channels last)."""
+        channels = int(getattr(self.preprocessing, "n_channels", 3))
+        return [batch, height, width, channels] if self.nhwc else [batch, channels, height, width]
+
     def input_shape(self, cand: Candidate) -> list[int]:
         size = cand.input_size or self.task_shape(cand.input_scale)
-        return [cand.batch, 3, int(size[0]), int(size[1])]
+        return self.tensor_shape(cand.batch, int(size[0]), int(size[1]))
 
     def input_shapes(self, cand: Candidate) -> list[list[int]]:
         """Every input shape the timing cycles through: one for a fixed size, the task's mix otherwise."""
         if cand.input_size:
             return [self.input_shape(cand)]
-        return [[cand.batch, 3, h, w] for h, w in self.task_shapes(cand.input_scale)]
+        return [self.tensor_shape(cand.batch, h, w) for h, w in self.task_shapes(cand.input_scale)]
 
     def identity(self) -> dict[str, Any]:
         """What the store compares to decide between resuming and refusing a folder."""

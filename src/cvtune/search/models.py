@@ -70,7 +70,7 @@ class ModelCache:
             info = build_model(
                 ctx.source, out, passes, static_size=size,
                 calib_images=[str(s.path) for s in ctx.calib.samples[:ctx.config.calib_images]],
-                task=ctx.task_spec().to_dict(), input_shape=[1, 3, int(hw[0]), int(hw[1])],
+                task=ctx.task_spec().to_dict(), input_shape=ctx.tensor_shape(1, int(hw[0]), int(hw[1])),
                 timeout=self.clock.timeout(), memory_limit_mb=ctx.config.memory_limit_mb)
         except (TrialFailed, CvtuneError) as exc:
             self.clock.check(exc)
