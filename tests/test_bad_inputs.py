@@ -154,7 +154,7 @@ def world(tmp_path_factory, cls_model: Path) -> Path:
 
     config = OptimizeConfig(model=w / "cls.onnx", task="fidelity", data=w / "images", out=w / "opt_resume",
                             budget=Budget.parse("1%"), space=SpaceConfig(runtimes=("ort",), threads=(1,)),
-                            screen_images=2)
+                            eval_images=4)
     with Store.open(config.out) as store:
         store.check_identity(SearchContext.load(config).identity())
     with Store.open(w / "opt_bad_meta") as store:
@@ -246,8 +246,8 @@ CASES = [
                                                      "1x3x8x8"], "TFLite"),
     Case("model-truncated-tflite-bench", lambda w, o: ["bench", f"{w}/truncated.tflite", "--input-shape",
                                                        "1x3x8x8", "--min-runs", "1"], "truncated.tflite"),
-    Case("pb-needs-onnx-for-prune", lambda w, o: ["prune", f"{w}/garbage.pb", "-o", f"{o}/p.onnx", "--sparsity",
-                                                  "0.5"], "ONNX"),
+    Case("pb-garbage-for-prune", lambda w, o: ["prune", f"{w}/garbage.pb", "-o", f"{o}/p.onnx", "--sparsity",
+                                               "0.5"], "not a TensorFlow GraphDef"),
     Case("external-data-dotdot", lambda w, o: ["inspect", f"{w}/ext_up/m/m.onnx", "--no-probe"], "outside"),
     Case("external-data-absolute", lambda w, o: ["inspect", f"{w}/ext_abs/m.onnx", "--no-probe"], "absolute"),
     Case("external-data-symlink", lambda w, o: ["inspect", f"{w}/ext_symlink/m.onnx", "--no-probe"], "outside"),
@@ -394,9 +394,9 @@ CASES = [
     Case("quantize-dynamic-and-fp16", lambda w, o: ["quantize", f"{w}/tiny.onnx", "-o", f"{o}/q.onnx",
                                                     "--dynamic", "--fp16"], "--dynamic"),
     Case("quantize-max-drop-150", lambda w, o: ["quantize", f"{w}/tiny.onnx", "-o", f"{o}/q.onnx", "--max-drop",
-                                                "150%", "--data", f"{w}/images"], "max-drop"),
+                                                "150%", "--data", f"{w}/images"], "max drop"),
     Case("quantize-max-drop-words", lambda w, o: ["quantize", f"{w}/tiny.onnx", "-o", f"{o}/q.onnx", "--max-drop",
-                                                  "a little", "--data", f"{w}/images"], "max-drop"),
+                                                  "a little", "--data", f"{w}/images"], "max drop"),
     Case("sensitivity-out-foreign", lambda w, o: ["sensitivity", f"{w}/tiny.onnx", "--data", f"{w}/images", "-o",
                                                   f"{o}/s.json"], "not a cvtune sensitivity file",
          _write("s.json", COCO_JSON.encode())),
@@ -420,10 +420,10 @@ CASES = [
                                                   f"{w}/images", "-o", "/proc/cvtune-opt"], "cannot write"),
     Case("optimize-resume-other-max-drop", lambda w, o: ["optimize", f"{w}/cls.onnx", "--task", "fidelity",
                                                          "--data", f"{w}/images", "-o", f"{w}/opt_resume",
-                                                         "--max-drop", "2%", "--screen-images", "2"], "max_drop"),
+                                                         "--max-drop", "2%", "--eval-images", "4"], "max_drop"),
     Case("optimize-max-drop-words", lambda w, o: ["optimize", f"{w}/cls.onnx", "--task", "fidelity", "--data",
                                                   f"{w}/images", "-o", f"{o}/opt", "--max-drop", "lots"],
-         "max-drop"),
+         "max drop"),
     Case("optimize-time-negative", lambda w, o: ["optimize", f"{w}/cls.onnx", "--task", "fidelity", "--data",
                                                  f"{w}/images", "-o", f"{o}/opt", "--time", "-3m"], "duration"),
     Case("optimize-threads-words", lambda w, o: ["optimize", f"{w}/cls.onnx", "--task", "fidelity", "--data",

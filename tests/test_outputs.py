@@ -268,7 +268,7 @@ def test_two_searches_at_once_both_finish_even_when_the_first_image_is_unreadabl
         from cvtune.search import OptimizeConfig, SpaceConfig, optimize
         space = SpaceConfig(runtimes=("ort",), threads=(1,), transforms=())
         config = OptimizeConfig(model=Path({str(cls_model)!r}), task="fidelity", data=Path({str(data)!r}),
-                                out=Path(sys.argv[1]), space=space, screen_images=2, final_min_time_s=0.2)
+                                out=Path(sys.argv[1]), space=space, eval_images=4, final_min_time_s=0.2)
         result = optimize(config)
         print(json.dumps({{"best": result.best is not None, "exported": str(result.exported)}}))
     """)

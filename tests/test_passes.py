@@ -48,6 +48,34 @@ class ScaleWeights(Pass):
 
     def describe(self):
         return f"weights scaled by {self.factor:g}"
+
+
+@dataclass(frozen=True)
+class TruncateOutput(Pass):
+    """A broken technique: the first output loses all but its first column (the search must rule it out)."""
+
+    name: ClassVar[str] = "toy_truncate"
+    slot: ClassVar[str] = "toy"
+    order: ClassVar[int] = 35
+    off_label: ClassVar[str] = "weights as given"
+
+    def apply(self, model, ctx, plan=None):
+        from onnx import helper
+
+        out = model.graph.output[0]
+        full = out.name + "_full"
+        for node in model.graph.node:
+            for i, name in enumerate(node.output):
+                if name == out.name:
+                    node.output[i] = full
+        for name, value in (("toy_starts", [0]), ("toy_ends", [1]), ("toy_axes", [1])):
+            model.graph.initializer.append(numpy_helper.from_array(np.array(value, np.int64), name))
+        model.graph.node.append(helper.make_node("Slice", [full, "toy_starts", "toy_ends", "toy_axes"], [out.name]))
+        out.type.tensor_type.shape.dim[1].dim_value = 1
+        return PassOutput(model, {})
+
+    def label(self):
+        return "truncated output"
 '''
 
 
@@ -63,6 +91,7 @@ def toy_pass(tmp_path, monkeypatch):
 
     yield toy_scale_pass.ScaleWeights
     PASSES.pop("toy_scale", None)
+    PASSES.pop("toy_truncate", None)
     sys.modules.pop("toy_scale_pass", None)
 
 
@@ -101,10 +130,11 @@ def test_a_pass_from_outside_cvtune_needs_no_other_change(toy_pass, tmp_path, cl
     from cvtune.search.trials import Search
 
     toy = toy_pass(1.0)
-    space = SpaceConfig(runtimes=("ort",), threads=(1,), transforms=(("toy", (None, toy)),))
-    # the space: one candidate with the toy pass, one without
+    broken = PASSES["toy_truncate"]()
+    space = SpaceConfig(runtimes=("ort",), threads=(1,), transforms=(("toy", (None, toy, broken)),))
+    # the space: one candidate with each toy pass, one without
     facts = ModelFacts((48, 192), False)
-    assert sorted(c.pass_in("toy") is not None for c in build_space(space, facts)) == [False, True]
+    assert sorted(str(c.pass_in("toy")) for c in build_space(space, facts)) == sorted(["None", str(toy), str(broken)])
 
     config = small_search_config(tmp_path / "run", cls_model, tiny_image_dir, space=space)
     result = optimize(config)
@@ -114,6 +144,10 @@ def test_a_pass_from_outside_cvtune_needs_no_other_change(toy_pass, tmp_path, cl
         assert len(built) == 1 and built[0].ok and built[0].info["passes"]["toy_scale"]["scaled"] == 1.0
         toy_trials = [t for t in store.trials("result") if t.candidate.pass_in("toy") == toy]
         assert toy_trials and toy_trials[0].ok
+        # a candidate whose outputs differ from the original's is ruled out, with the reason, never measured
+        cut = [t for t in store.trials("result") if t.candidate.pass_in("toy") == broken]
+        assert cut[0].status == "ruled_out" and "outputs differ from the original's" in cut[0].error
+        assert "(1, 2)" in cut[0].error or "1x2" in cut[0].error
     # the report: a finding names the pass in its own words
     write_report(config.out)
     texts = [f.text for f in compute_findings(load_run(config.out).best_rows())]

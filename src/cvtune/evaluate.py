@@ -100,6 +100,9 @@ def evaluate(model_path: str | os.PathLike[str], runtime: Runtime | str, task: T
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelError(f"model file not found: {model_path}")
+    from .model import check_model_inputs
+
+    check_model_inputs(model_path)  # a model the task cannot feed is refused before any runtime sees it
     if limit is not None and limit < 1:
         raise DatasetError(f"the image limit must be >= 1 (got {limit})")
     if isinstance(runtime, str):

@@ -187,6 +187,19 @@ def load_onnx(path: str | os.PathLike[str], *, check: bool = True) -> onnx.Model
     return proto
 
 
+def check_model_inputs(path: str | os.PathLike[str]) -> None:
+    """check_inputs on a model file without loading its weights (cheap: for commands that hand the file to a
+    runtime directly, such as evaluation)."""
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        return
+    try:
+        proto = onnx.load(os.fsdecode(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - the runtime's loader says what is wrong with an unreadable file
+        return
+    check_inputs(proto, path)
+
+
 def _first_sentence(text: str, limit: int = 400) -> str:
     """A library's error message on one line, cut at a word boundary (never mid-word) when it is very long."""
     line = " ".join(text.split())

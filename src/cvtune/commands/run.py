@@ -83,9 +83,10 @@ def register(app: typer.Typer) -> None:
         else:
             spec = PredictorSpec(model=str(model), runtime=rt.to_dict(), task=task or default_task(model),
                                  task_options=options, batch=batch or 1)
-        from ..model import check_model_file
+        from ..model import check_model_file, check_model_inputs
 
         check_model_file(spec.model)
+        check_model_inputs(spec.model)
         if preprocess:
             from ..preprocess import resolve_preprocessing
 

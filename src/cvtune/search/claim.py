@@ -44,23 +44,6 @@ class Claim:
                 "error": self.error, "seconds": self.seconds}
 
 
-def _claim_child(deploy: str, data: str, data_kind: str | None, calib_fraction: float, seed: int,
-                 eval_images: int | None) -> dict[str, Any]:
-    """Runs in a child: load the deploy.json as a user would and score it on the evaluation split."""
-    from ..deploy import load_deployed
-    from ..evaluate import evaluate
-    from .context import eval_split
-
-    _, evaluation = eval_split(data, data_kind, calib_fraction, seed)
-    deployed = load_deployed(deploy)
-    try:
-        metrics = evaluate(deployed.model_path, deployed.runtime, deployed.task, evaluation, limit=eval_images,
-                           progress=False)
-    finally:
-        deployed.close()
-    return metrics.to_dict()
-
-
 def _user_metric(deploy: Path, eval_fn: Any) -> dict[str, Any]:
     from ..deploy import load_deployed
 
@@ -82,7 +65,7 @@ def check_claim(search: Search, deploy: Path, claimed: MetricResult, baseline: M
         if cfg.eval_fn is not None:  # the user's own metric, on the deploy.json as their code would load it
             result = _user_metric(deploy, cfg.eval_fn)
         else:
-            result = run_isolated("cvtune.search.claim:_claim_child",
+            result = run_isolated("cvtune.search.runner:_claim_child",
                                   {"deploy": str(deploy), "data": str(cfg.data), "data_kind": cfg.data_kind,
                                    "calib_fraction": cfg.calib_fraction, "seed": cfg.seed,
                                    "eval_images": search.ctx.n_eval},

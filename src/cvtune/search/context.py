@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import DatasetError, UsageError
 from ..tasks.spec import TaskSpec, resolve_task
 from .config import OptimizeConfig
+from .runner import eval_split
 from .space import TASK_SCALE_OPTIONS, Candidate, ModelFacts, scaled_task_options
 
 TIMING_SHAPES = 8  # evaluation images whose input shapes the latency is timed over
@@ -35,17 +36,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def eval_split(data: str, data_kind: str | None, calib_fraction: float, seed: int):
-    """(calibration, evaluation) splits of the dataset, the same in every process for the same arguments."""
-    from ..data.loaders import load_dataset
-
-    dataset = load_dataset(data, kind=data_kind)
-    if len(dataset) < 2:
-        raise DatasetError(f"{data} has {len(dataset)} image(s); the search needs at least 2 (calibration and "
-                           f"evaluation are disjoint)")
-    return dataset.split(calib_fraction, seed=seed)
 
 
 class SearchContext:
@@ -164,5 +154,5 @@ class SearchContext:
                 "preprocessing": self.task.preprocessing.to_string() if self.task.preprocessing else None,
                 "data": str(Path(cfg.data).resolve()), "data_kind": self.evaluation.kind,
                 "n_samples": len(self.calib) + len(self.evaluation), "calib_fraction": cfg.calib_fraction,
-                "seed": cfg.seed, "eval_images": self.n_eval, "budget": cfg.budget.to_dict(),
+                "seed": cfg.seed, "eval_images": self.n_eval, "max_drop": cfg.budget.describe(),
                 "objective": cfg.objective}
