@@ -187,17 +187,9 @@ def test_kind_is_read_from_the_reference_or_refused(tmp_path, real_models, det_m
 @pytest.fixture(scope="module")
 def photo_variants(tmp_path_factory, real_photos):
     """Each real photo, mirrored, and its four 60% corner crops: 48 images, a dozen faces for the detector."""
-    root = tmp_path_factory.mktemp("variants")
-    for photo in real_photos:
-        image = cv2.imread(str(photo))
-        h, w = image.shape[:2]
-        ch, cw = int(h * 0.6), int(w * 0.6)
-        variants = {"": image, "_mirror": image[:, ::-1]}
-        for i, (y, x) in enumerate(((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw))):
-            variants[f"_crop{i}"] = image[y:y + ch, x:x + cw]
-        for suffix, pixels in variants.items():
-            cv2.imwrite(str(root / f"{photo.stem}{suffix}.png"), pixels)
-    return load_images(root)
+    from cvtune.testing.photos import photo_variants
+
+    return load_images(photo_variants(real_photos, tmp_path_factory.mktemp("variants")))
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ import numpy as np
 from ..data.base import Dataset, Sample
 from ..errors import ModelError, UsageError
 from ..preprocess import Preprocessing
-from ..runtimes import Runtime
+from ..runtimes import Runtime, make_runtime
 from .base import Metrics, Task
 from .common import AuxModel, parse_size
 from .metrics import char_distance, coco_map, match_detections, match_text_boxes, statistic_ci, statistic_value
@@ -405,7 +405,9 @@ class FidelityTask(Task):
             facts = model_facts(reference_model) if kind == "detect" else {}
         self.kind = kind
         if reference_runtime is None and reference_model.suffix.lower() != ".onnx":
-            reference_runtime = "opencv"  # ONNX Runtime reads ONNX only; OpenCV reads .tflite / .pb too
+            # ONNX Runtime reads ONNX only; OpenCV reads .tflite / .pb too, its classic engine with every output
+            # (OpenCV 5's default engine drops the scores of MediaPipe's detectors) and in either layout
+            reference_runtime = make_runtime("opencv", engine="classic")
         self.reference = AuxModel(reference_model, reference_runtime)
         opts = dict(options)
         if self.input_size:
