@@ -22,7 +22,7 @@ from .records import BuiltModel
 from .space import Candidate, canonical_json, short_hash
 from .store import Store
 
-BUILD_CACHE_FORMAT = 1  # bump when a pass's output for the same inputs changes
+BUILD_CACHE_FORMAT = 2  # bump when a pass's output for the same inputs changes (2: stamped preprocessing)
 
 
 class ModelCache:
