@@ -11,6 +11,7 @@ import pytest
 from tiny_models import head_model
 
 from cvtune.errors import ModelError, UsageError
+from cvtune.preprocess import Preprocessing, resolve_preprocessing
 from cvtune.runtimes import make_runtime
 from cvtune.tasks.decoders import (
     DECODERS,
@@ -22,7 +23,6 @@ from cvtune.tasks.decoders import (
     ssd_anchors,
 )
 from cvtune.tasks.decoders.ssd import BlazefaceDecoder, SsdDecoder
-from cvtune.tasks.detect import fit_image
 
 SIZE = (64, 64)  # stride 8/16/32 grid: 64 + 16 + 4 = 84 cells
 
@@ -165,11 +165,10 @@ def test_ambiguous_or_unknown_layouts_ask_the_user_listing_every_decoder():
 
 
 # ---- real models ------------------------------------------------------------------------------------------------
-def _letterboxed(photo, size, *, low, high, layout="NCHW"):
-    image = cv2.imread(str(photo))
-    resized, geometry = fit_image(image, size, keep_aspect=True)
-    x = resized[:, :, ::-1].astype(np.float32) / 255.0 * (high - low) + low
-    return (x.transpose(2, 0, 1)[None].copy() if layout == "NCHW" else x[None].copy()), geometry
+# MediaPipe's face detector takes RGB in [-1, 1], letterboxed (its TFLite file does not say: given here, as a user
+# would with --preprocess)
+FACE_PRE = Preprocessing(input_size=(128, 128), resize="letterbox", pad=0, scale=1 / 255, mean=(0.5,), std=(0.5,),
+                         channels="rgb")
 
 
 def _iou(a, b):
@@ -179,13 +178,8 @@ def _iou(a, b):
 
 def _tflite(path):
     """OpenCV's classic engine: OpenCV 5's default engine drops the scores output of these TFLite files."""
-    return cv2.dnn.readNetFromTFLite(str(path), engine=cv2.dnn.ENGINE_CLASSIC) if hasattr(cv2.dnn, "ENGINE_CLASSIC") \
-        else cv2.dnn.readNetFromTFLite(str(path))
-
-
-def _forward(net, x):
-    net.setInput(x)
-    return list(net.forward(net.getUnconnectedOutLayersNames()))
+    engine = "classic" if hasattr(cv2.dnn, "ENGINE_CLASSIC") else "auto"
+    return make_runtime("opencv", engine=engine).open(path)
 
 
 def test_nudenet_and_mediapipe_face_detectors_find_the_same_face(real_models, real_photos):
@@ -195,20 +189,22 @@ def test_nudenet_and_mediapipe_face_detectors_find_the_same_face(real_models, re
     facts = model_facts(nudenet)
     assert facts["ultralytics_task"] == "detect" and facts["num_classes"] == 18
     yolo = make_runtime("ort").open(nudenet)
+    yolo_pre = resolve_preprocessing(nudenet)  # letterbox 320x320, pad 114, x/255, RGB: its Ultralytics metadata
+    assert yolo_pre.source == "metadata:ultralytics" and yolo_pre.resize == "letterbox"
     net = _tflite(face)
     for photo in (p for p in real_photos if p.stem in ("astronaut", "camera")):
-        x, geo = _letterboxed(photo, (320, 320), low=0.0, high=1.0)
+        x, geo = yolo_pre.to_tensor(cv2.imread(str(photo)))
         outputs = yolo.run(x)
         name, found = decode_auto(outputs, (320, 320), num_classes=facts["num_classes"],
                                   ultralytics_task=facts["ultralytics_task"])
         assert name == "yolov8"
-        faces = [b for b, c in zip(geo.to_image(found.boxes), found.classes, strict=True)
+        faces = [b for b, c in zip(geo.boxes_to_image(found.boxes), found.classes, strict=True)
                  if facts["class_names"][c].startswith("FACE")]
-        x, geo = _letterboxed(photo, (128, 128), low=-1.0, high=1.0)
-        outputs = _forward(net, x)
+        x, geo = FACE_PRE.to_tensor(cv2.imread(str(photo)))
+        outputs = net.run(x)
         name, blaze = decode_auto(outputs, (128, 128))
         assert name == "blazeface"
-        blaze_face = geo.to_image(blaze.boxes)[0]  # the best-scoring face
+        blaze_face = geo.boxes_to_image(blaze.boxes)[0]  # the best-scoring face
         assert len(faces) == 1 and _iou(faces[0], blaze_face) > 0.6, (photo.stem, faces, blaze_face)
 
 
@@ -218,13 +214,14 @@ def test_palm_detector_boxes_move_with_the_photo(real_models, real_photos):
     must move with it: anchor order, cell offsets and box scale are read right."""
     net = _tflite(real_models["palm-detection-lite"])
     size, decoder = (192, 192), BlazefaceDecoder()
+    palm = resolve_preprocessing(real_models["palm-detection-lite"], "stretch=192x192,scale=1/255,rgb,nhwc")
     for photo in (p for p in real_photos if p.stem in ("camera", "coins")):
-        content, _ = fit_image(cv2.imread(str(photo)), (160, 160), keep_aspect=True)
+        content, _ = palm.for_task("letterbox", (160, 160)).resize_image(cv2.imread(str(photo)))
         found_at = []
         for dx, dy in ((0, 0), (16, 16), (32, 16)):
             canvas = np.zeros((*size, 3), np.uint8)
             canvas[dy:dy + 160, dx:dx + 160] = content
-            outputs = _forward(net, (canvas[:, :, ::-1].astype(np.float32) / 255).transpose(2, 0, 1)[None].copy())
+            outputs = net.run(palm.to_tensor(canvas)[0])
             assert choose_decoder(OutputFacts(tuple(o.shape for o in outputs), size)) == "blazeface"
             found = decoder.decode(outputs, size, conf_thresh=0.3, iou_thresh=0.3)
             found_at.append(found.boxes - np.array([dx, dy, dx, dy], np.float32))

@@ -7,12 +7,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from real_models import TFLiteClassicRuntime
 from tiny_models import head_model
 
 from cvtune.data.loaders import load_dataset, load_images
 from cvtune.errors import UsageError
 from cvtune.evaluate import evaluate
+from cvtune.runtimes import make_runtime
 from cvtune.tasks import FidelityTask
 from cvtune.tasks.metrics import STATISTICS
 from cvtune.zoo import Preprocessing
@@ -44,7 +44,8 @@ REAL_CASES = {  # model -> (preprocessing, fidelity options, headline, runtime)
 @pytest.mark.parametrize("name", list(REAL_CASES))
 def test_every_real_model_scores_exactly_one_against_itself(name, real_models, real_photos):
     pre, options, metric, runtime = REAL_CASES[name]
-    rt = TFLiteClassicRuntime() if runtime == "tflite" else runtime
+    # OpenCV 5's default engine drops the scores output of MediaPipe's TFLite detectors: the classic engine has both
+    rt = make_runtime("opencv", engine="classic") if runtime == "tflite" else runtime
     task = FidelityTask(Preprocessing(**pre), reference_model=real_models[name], reference_runtime=rt, **options)
     metrics = evaluate(real_models[name], rt, task, load_images(real_photos[0].parent), progress=False)
     assert metrics.name == metric
@@ -186,17 +187,9 @@ def test_kind_is_read_from_the_reference_or_refused(tmp_path, real_models, det_m
 @pytest.fixture(scope="module")
 def photo_variants(tmp_path_factory, real_photos):
     """Each real photo, mirrored, and its four 60% corner crops: 48 images, a dozen faces for the detector."""
-    root = tmp_path_factory.mktemp("variants")
-    for photo in real_photos:
-        image = cv2.imread(str(photo))
-        h, w = image.shape[:2]
-        ch, cw = int(h * 0.6), int(w * 0.6)
-        variants = {"": image, "_mirror": image[:, ::-1]}
-        for i, (y, x) in enumerate(((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw))):
-            variants[f"_crop{i}"] = image[y:y + ch, x:x + cw]
-        for suffix, pixels in variants.items():
-            cv2.imwrite(str(root / f"{photo.stem}{suffix}.png"), pixels)
-    return load_images(root)
+    from cvtune.testing.photos import photo_variants
+
+    return load_images(photo_variants(real_photos, tmp_path_factory.mktemp("variants")))
 
 
 @pytest.mark.slow

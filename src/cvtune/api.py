@@ -106,9 +106,9 @@ def optimize(model: PathLike, data: PathLike, *, task: str | type[Task] | None =
     `out` (default ./<model stem>.cvtune) holds trials.sqlite, best/ (model + deploy.json) and report.html; the
     same call resumes. `eval_fn(deployed) -> float` (higher is better) is the user's own metric: the chosen
     configuration is the fastest within the budget on it: every candidate (and the model as given) is scored with it
-    instead of the task's metric. `advanced`: OptimizeConfig fields (objective, seed, eval_images, max_trials,
-    calib_images, strategy, eval_workers, ...) and SpaceConfig fields (threads, input_scales, batches, instances,
-    ...). Returns an OptimizeResult (exit_code 0 when an improvement within the budget was found, 3 when the
+    instead of the task's metric. `advanced`: OptimizeConfig fields (task_options such as {"decoder": "blazeface"},
+    objective, seed, eval_images, max_trials, calib_images, strategy, eval_workers, ...) and SpaceConfig fields
+    (threads, input_scales, batches, instances, ...). Returns an OptimizeResult (exit_code 0 when an improvement within the budget was found, 3 when the
     model as given is the answer)."""
     from .report import write_report
     from .search import OptimizeConfig
@@ -119,7 +119,8 @@ def optimize(model: PathLike, data: PathLike, *, task: str | type[Task] | None =
     if eval_fn is not None and not callable(eval_fn):
         raise UsageError("eval_fn must be a function taking a cvtune.Deployed and returning a float (higher is "
                          "better)")
-    name, task_options = _task_options(task if task is not None else _default_task(path), preprocess, None)
+    name, task_options = _task_options(task if task is not None else _default_task(path), preprocess,
+                                       advanced.pop("task_options", None))
     budget = max_drop if isinstance(max_drop, Budget) else Budget.parse(str(max_drop))
     seconds = parse_duration(time) if isinstance(time, str) else (float(time) if time is not None else None)
     config_fields = {f.name for f in dataclasses.fields(OptimizeConfig)}

@@ -102,9 +102,20 @@ class Geometry:
         cx, cy = ox + 0.5 * sx - 0.5, oy + 0.5 * sy - 0.5
         matrix = np.float64([[1 / sx, 0, -cx / sx], [0, 1 / sy, -cy / sy]])  # input -> image
         h, w = self.image_size
-        flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-        return cv2.warpAffine(np.ascontiguousarray(mask), matrix, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=0)
+        flags = (cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+        mask = np.ascontiguousarray(mask)
+        # Edges replicate, as cv2.resize does (an image pixel whose centre lies in the input's border half-pixel must
+        # not be blended with 0); only image pixels whose centre falls outside the input (a center crop's lost
+        # margin) get 0.
+        out = cv2.warpAffine(mask, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        out = out.reshape(h, w, *mask.shape[2:])
+        in_h, in_w = mask.shape[:2]
+        inside_x = (0 <= (np.arange(w) + 0.5) * sx + ox) & ((np.arange(w) + 0.5) * sx + ox < in_w)
+        inside_y = (0 <= (np.arange(h) + 0.5) * sy + oy) & ((np.arange(h) + 0.5) * sy + oy < in_h)
+        if not (inside_x.all() and inside_y.all()):
+            out[~inside_y] = 0
+            out[:, ~inside_x] = 0
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"image_size": list(self.image_size), "input_size": list(self.input_size), "scale": list(self.scale),
@@ -216,6 +227,28 @@ class Preprocessing:
 
     def with_source(self, source: str) -> Preprocessing:
         return replace(self, source=source)
+
+    def for_task(self, resize: str | None = None, input_size: tuple[int, int] | None = None, *,
+                 default_size: tuple[int, int] | None = None) -> Preprocessing:
+        """This spec as a task feeds it, with the task's options translated into it (detect's letterbox=False ->
+        resize="stretch", a task's or the search's input_size), so every task, calibration and fidelity comparer
+        makes its tensors with `to_tensor` alone. `resize` None keeps the spec's mode; the size is `input_size`,
+        else the spec's, else `default_size`, except for keep_ratio, which keeps each image's own size (asked for
+        a fixed size, it letterboxes into it). A letterbox keeps this spec's pad (114 coming from another mode);
+        a mode changed by an option counts as the user's."""
+        mode = resize or self.resize
+        if mode not in RESIZE_MODES:
+            raise UsageError(f"unknown resize mode '{mode}'; choose one of: {', '.join(RESIZE_MODES)}")
+        if mode == "keep_ratio" and input_size:
+            mode = "letterbox"
+        size = None if mode == "keep_ratio" else tuple(input_size or self.input_size or default_size or ()) or None
+        if mode == self.resize and size == self.input_size:
+            return self
+        changes: dict[str, Any] = {"resize": mode, "input_size": size}
+        if mode != self.resize:
+            changes.update(pad=self.pad if mode == "letterbox" else 114.0, limit_side=None, resize_short=None,
+                           source="user")
+        return replace(self, **changes)
 
     def target_size(self, height: int, width: int, input_size: tuple[int, int] | None = None) -> tuple[int, int]:
         """The (H, W) the tensor gets for an image of height x width (`input_size` overrides a fixed size)."""

@@ -62,6 +62,7 @@ def _print(info: dict) -> None:
         _print_io(info)
     if info["format"] == "tflite":
         _print_tflite(info)
+        _print_preprocessing(info)
     elif info["format"] != "onnx":
         console.print(info["note"])
         _print_preprocessing(info)

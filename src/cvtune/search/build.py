@@ -38,7 +38,7 @@ def _build_child(source: str, output: str, passes: list[dict[str, Any]], static_
 
     ctx = BuildContext(tuple(input_shape), Path(workdir), calibration,
                        tuple(static_size) if static_size else None)  # type: ignore[arg-type]
-    proto, info = apply_passes(proto, [pass_from_dict(p) for p in passes], ctx)
+    proto, info = apply_passes(proto, [pass_from_dict(p) for p in passes], ctx, preprocessing=spec.preprocessing)
     save_onnx(proto, output)
     return {"passes": info, "seconds": time.perf_counter() - started}
 

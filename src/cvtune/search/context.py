@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +97,32 @@ class SearchContext:
         return scaled_task_options(self.config.task, self.task.options, self.scale_default, scale)
 
     def task_spec(self, cand: Candidate | None = None) -> TaskSpec:
-        """The task as a candidate feeds it (its resolution scale), ready to cross into a child."""
+        """The task as a candidate feeds it (its resolution scale, its model file's layout), ready to cross into a
+        child."""
         scale = cand.input_scale if cand is not None else 1.0
-        return TaskSpec(self.task.name, self.task.preprocessing, self.task_options(scale),
+        return TaskSpec(self.task.name, self._preprocessing(cand is not None and self.converted(cand)),
+                        self.task_options(scale), self.task.preprocessing_source)
+
+    def build_spec(self) -> TaskSpec:
+        """The task the passes calibrate with: resolution scale 1, on the model's ONNX form (its layout)."""
+        return TaskSpec(self.task.name, self._preprocessing(self.converted(None)), self.task_options(1.0),
                         self.task.preprocessing_source)
+
+    def converted(self, cand: Candidate | None) -> bool:
+        """Does `cand` run cvtune's ONNX conversion of the model (a .tflite/.pb run by ONNX Runtime or OpenVINO, or
+        transformed by passes) rather than the file as given (OpenCV reads those itself)? None: a built model."""
+        if self.source.suffix.lower() == ".onnx":
+            return False
+        return cand is None or bool(cand.passes) or cand.runtime.name != "opencv"
+
+    def _preprocessing(self, converted: bool):
+        """The task's preprocessing in the layout of the file that runs: cvtune's ONNX conversion of an NHWC TFLite
+        graph takes NCHW tensors (as OpenCV's TFLite importer runs it; convert.py), the file itself NHWC (OpenCV's
+        runtime transposes those). The same pixels either way, only the axes move."""
+        pre = self.task.preprocessing
+        if converted and pre is not None and pre.layout == "NHWC":
+            return replace(pre, layout="NCHW")
+        return pre
 
     # ---- input shapes ----------------------------------------------------------------------------------
     def task_shapes(self, scale: float, task=None) -> list[tuple[int, int]]:
@@ -132,20 +154,22 @@ class SearchContext:
     def nhwc(self) -> bool:
         return getattr(self.preprocessing, "layout", "NCHW").upper() == "NHWC"
 
-    def tensor_shape(self, batch: int, height: int, width: int) -> list[int]:
-        """The model input's full shape in its layout (NCHW, or NHWC for models that take channels last)."""
+    def tensor_shape(self, batch: int, height: int, width: int, cand: Candidate | None = None) -> list[int]:
+        """The model input's full shape in its layout (NCHW, or NHWC for models that take channels last), for the
+        file `cand` runs (None: a built model; see `converted`)."""
         channels = int(getattr(self.preprocessing, "n_channels", 3))
-        return [batch, height, width, channels] if self.nhwc else [batch, channels, height, width]
+        nhwc = self.nhwc and not self.converted(cand)
+        return [batch, height, width, channels] if nhwc else [batch, channels, height, width]
 
     def input_shape(self, cand: Candidate) -> list[int]:
         size = cand.input_size or self.task_shape(cand.input_scale)
-        return self.tensor_shape(cand.batch, int(size[0]), int(size[1]))
+        return self.tensor_shape(cand.batch, int(size[0]), int(size[1]), cand)
 
     def input_shapes(self, cand: Candidate) -> list[list[int]]:
         """Every input shape the timing cycles through: one for a fixed size, the task's mix otherwise."""
         if cand.input_size:
             return [self.input_shape(cand)]
-        return [self.tensor_shape(cand.batch, h, w) for h, w in self.task_shapes(cand.input_scale)]
+        return [self.tensor_shape(cand.batch, h, w, cand) for h, w in self.task_shapes(cand.input_scale)]
 
     def identity(self) -> dict[str, Any]:
         """What the store compares to decide between resuming and refusing a folder."""

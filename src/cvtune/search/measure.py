@@ -189,7 +189,7 @@ def interleaved(search: Search, cands: list[Candidate], rung: Rung, rounds: int 
     started = time.time()
     for _ in range(rounds):
         for i, cand in enumerate(cands):
-            path, _, _ = search.models.path(cand)
+            path, model_key, _ = search.models.path(cand)
             if path is None:
                 return [None for _ in cands]
             try:
@@ -201,7 +201,8 @@ def interleaved(search: Search, cands: list[Candidate], rung: Rung, rounds: int 
             times[i] += list(timing.times_ms)
             seconds[i] += result["seconds"]
             if firsts[i] is None:
-                firsts[i] = Trial(cand, name, "ok", timing=timing, started=started)
+                firsts[i] = Trial(cand, name, "ok", timing=timing, started=started,  # size: the size objective
+                                  size_bytes=search.models.size(path, model_key), model_key=model_key)
     out: list[Trial | None] = []
     for i, cand in enumerate(cands):
         first = firsts[i]

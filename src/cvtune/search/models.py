@@ -22,7 +22,7 @@ from .records import BuiltModel
 from .space import Candidate, canonical_json, short_hash
 from .store import Store
 
-BUILD_CACHE_FORMAT = 1  # bump when a pass's output for the same inputs changes
+BUILD_CACHE_FORMAT = 2  # bump when a pass's output for the same inputs changes (2: stamped preprocessing)
 
 
 class ModelCache:
@@ -70,7 +70,7 @@ class ModelCache:
             info = build_model(
                 ctx.source, out, passes, static_size=size,
                 calib_images=[str(s.path) for s in ctx.calib.samples[:ctx.config.calib_images]],
-                task=ctx.task_spec().to_dict(), input_shape=ctx.tensor_shape(1, int(hw[0]), int(hw[1])),
+                task=ctx.build_spec().to_dict(), input_shape=ctx.tensor_shape(1, int(hw[0]), int(hw[1])),
                 timeout=self.clock.timeout(), memory_limit_mb=ctx.config.memory_limit_mb)
         except (TrialFailed, CvtuneError) as exc:
             self.clock.check(exc)
@@ -97,7 +97,7 @@ class ModelCache:
                 images.append([str(Path(sample.path).resolve()), stat.st_size, stat.st_mtime_ns])
             self._calib_identity = images
         key = short_hash({"model": cand.model_key(self.ctx.source_hash), "calibration": self._calib_identity,
-                          "task": self.ctx.task_spec().to_dict(), "format": BUILD_CACHE_FORMAT}, 24)
+                          "task": self.ctx.build_spec().to_dict(), "format": BUILD_CACHE_FORMAT}, 24)
         return cache_root() / "builds" / f"{key}.onnx"
 
     def probe(self, path: Path, model_key: str, cand: Candidate) -> tuple[bool, str]:
@@ -117,7 +117,8 @@ class ModelCache:
         if ok:  # same outputs as the original, or it cannot be compared with it (never chosen)
             from ..probe import check_outputs
 
-            reference = self.reference_outputs(shape)
+            size = cand.input_size or self.ctx.task_shape(cand.input_scale)  # the original's ONNX form's layout
+            reference = self.reference_outputs(tuple(self.ctx.tensor_shape(1, int(size[0]), int(size[1]))))
             problem = check_outputs(reference, result.output_shapes) if reference is not None \
                 else result.output_problem
             if problem:

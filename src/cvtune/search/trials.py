@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DatasetError, ModelError, TrialFailed
+from ..errors import CvtuneError, DatasetError, ModelError, TrialFailed
 from ..runtimes import make_runtime
 from .clock import Clock, OutOfTime
 from .context import Rung, SearchContext
@@ -58,12 +58,15 @@ def check_fit(ctx: SearchContext, clock: Clock) -> None:
         raise DatasetError(f"none of the {len(ctx.evaluation)} evaluation images in {ctx.config.data} can be read")
     errors = []
     for runtime in (make_runtime("ort"), make_runtime("opencv")):
+        cand = Candidate((), runtime)
         try:  # the evaluation split up to its first readable image (an unreadable one is skipped, not blamed)
-            run_child(ctx, Candidate((), runtime), ctx.source,
+            from ..convert import ensure_onnx  # a .tflite/.pb runs in ONNX Runtime as its ONNX conversion
+
+            run_child(ctx, cand, ensure_onnx(ctx.source) if ctx.converted(cand) else ctx.source,
                       Rung("fit", first + 1, warmup=0, min_runs=1, min_time_s=0.0),
                       measure_metric=True, timeout=max(120.0, ctx.config.trial_timeout_s))
             return
-        except TrialFailed as exc:
+        except (TrialFailed, CvtuneError) as exc:
             errors.append(str(exc))
     raise ModelError(f"{ctx.source.name} does not run with task '{ctx.config.task}' on {ctx.config.data}: "
                      f"{errors[0]}")

@@ -4,68 +4,29 @@
 The decoder is named with `decoder=` (yolov8, yolov5, yolox, ssd, blazeface, boxes_scores; the old names yolo and
 boxes still work) or chosen from the output shapes on the first image (`decoder="auto"`, the default). Layout
 options of the decoder (e.g. strides=[8,16,16,16], box_format="cxcywh") are ordinary task options.
-Decoders work in model-input pixels; `Geometry` maps their boxes back to the original image.
+Images become tensors the one way the preprocessing spec says (`Preprocessing.to_tensor`: letterbox with the
+spec's pad, stretch, center crop, ...); decoders work in model-input pixels and the spec's `Geometry` maps their
+boxes back to the original image. The option `letterbox` (True/False) overrides the spec's resize mode.
 Model class i is COCO category `category_ids[i]` (default: the dataset's category ids in ascending order).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
 from ..data.base import Dataset, Sample
 from ..errors import DatasetError, ModelError, UsageError
-from ..zoo import Preprocessing
+from ..preprocess import Geometry, Preprocessing
 from .base import Metrics, Task
-from .common import normalize, parse_size
+from .common import parse_size
 from .decoders import Decoder, Detections, OutputFacts, choose_decoder, decoder_option_names, make_decoder
 from .metrics import coco_map, match_detections, prf
 
 DEFAULT_SIZE = (640, 640)
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """How an image became the network input: input = image * scale + pad. Maps boxes back to the image."""
-
-    scale: tuple[float, float]  # (sx, sy)
-    pad: tuple[float, float]  # (left, top) in input pixels
-    image_shape: tuple[int, int]  # original (H, W)
-    input_size: tuple[int, int]  # network (H, W)
-
-    def to_image(self, boxes: np.ndarray) -> np.ndarray:
-        """(n, 4) xyxy boxes in input pixels -> original-image pixels, clipped to the image."""
-        (sx, sy), (px, py), (h, w) = self.scale, self.pad, self.image_shape
-        out = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-        out[:, [0, 2]] = np.clip((out[:, [0, 2]] - px) / sx, 0, w)
-        out[:, [1, 3]] = np.clip((out[:, [1, 3]] - py) / sy, 0, h)
-        return out
-
-
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """Resize keeping aspect into (H, W), pad with gray 114: (image, scale, (pad_x, pad_y))."""
-    height, width = size
-    scale = min(height / image.shape[0], width / image.shape[1])
-    new_w, new_h = round(image.shape[1] * scale), round(image.shape[0] * scale)
-    pad_x, pad_y = (width - new_w) / 2, (height - new_h) / 2
-    resized = cv2.resize(image, (new_w, new_h))
-    top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
-    out = cv2.copyMakeBorder(resized, top, height - new_h - top, left, width - new_w - left, cv2.BORDER_CONSTANT,
-                             value=(114, 114, 114))
-    return out, scale, (float(left), float(top))
-
-
-def fit_image(image: np.ndarray, size: tuple[int, int], *, keep_aspect: bool) -> tuple[np.ndarray, Geometry]:
-    """Letterbox (keep_aspect) or stretch a BGR image to `size` (H, W), with the geometry to map boxes back."""
-    h, w = image.shape[:2]
-    if keep_aspect:
-        resized, scale, pad = letterbox(image, size)
-        return resized, Geometry((scale, scale), pad, (h, w), tuple(size))
-    resized = cv2.resize(image, (size[1], size[0]))
-    return resized, Geometry((size[1] / w, size[0] / h), (0.0, 0.0), (h, w), tuple(size))
+DEFAULT_PREPROCESSING = replace(Preprocessing(), resize="letterbox")  # no spec given: YOLO's letterbox, gray 114
 
 
 class DetectionDecoding:
@@ -120,7 +81,7 @@ class DetectTask(Task):
 
     def __init__(self, preprocessing: Preprocessing | None = None, *, input_size: tuple[int, int] | str | None = None,
                  decoder: str = "auto", conf_thresh: float = 0.001, iou_thresh: float = 0.6, max_det: int = 300,
-                 score_thresh: float = 0.25, letterbox: bool = True, category_ids: list[int] | None = None,
+                 score_thresh: float = 0.25, letterbox: bool | None = None, category_ids: list[int] | None = None,
                  **options: Any) -> None:
         decoder_options = split_decoder_options(options)
         super().__init__(preprocessing, input_size=parse_size(input_size), **options)
@@ -129,21 +90,22 @@ class DetectTask(Task):
         if not 0 <= score_thresh < 1:
             raise UsageError(f"score_thresh must be in [0, 1) (got {score_thresh})")
         self.score_thresh = score_thresh
-        self.use_letterbox = letterbox
         self.category_ids = list(category_ids) if category_ids else None
-        self.size = self.input_size or self.preprocessing.input_size or DEFAULT_SIZE
+        mode = None if letterbox is None else ("letterbox" if letterbox else "stretch")
+        self.preprocessing = (preprocessing or DEFAULT_PREPROCESSING).for_task(mode, self.input_size,
+                                                                               default_size=DEFAULT_SIZE)
+        self.size = self.preprocessing.input_size  # None: each image's own size (keep_ratio)
 
     @property
     def decoder(self) -> str:
         return self.decoding.decoder_name
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        resized, geometry = fit_image(image, self.size, keep_aspect=self.use_letterbox)
-        return normalize(resized, self.preprocessing), geometry
+        return self.preprocessing.to_tensor(image)
 
     def postprocess(self, outputs: list[np.ndarray], meta: Geometry) -> list[dict[str, Any]]:
         found = self.decoding(outputs, meta.input_size)
-        boxes = meta.to_image(found.boxes)
+        boxes = meta.boxes_to_image(found.boxes)
         return [{"bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])], "score": float(s),
                  "class": int(c)} for b, s, c in zip(boxes, found.scores, found.classes, strict=True)]
 

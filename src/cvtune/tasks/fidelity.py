@@ -27,15 +27,14 @@ import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
 from ..data.base import Dataset, Sample
 from ..errors import ModelError, UsageError
-from ..runtimes import Runtime
-from ..zoo import Preprocessing
+from ..preprocess import Preprocessing
+from ..runtimes import Runtime, make_runtime
 from .base import Metrics, Task
-from .common import AuxModel, normalize, parse_size
+from .common import AuxModel, parse_size
 from .metrics import char_distance, coco_map, match_detections, match_text_boxes, statistic_ci, statistic_value
 from .textdet import det_resize_shape
 
@@ -91,9 +90,11 @@ def raw_similarity(candidate: list[np.ndarray], reference: list[np.ndarray], *, 
 # ---- comparers: one per kind ----------------------------------------------------------------------------------
 class Comparer:
     """How one kind turns an image into an input, decodes either model's outputs, compares the two decoded results
-    (one per-image row, plus extras) and scores all images."""
+    (one per-image row, plus extras) and scores all images. `preprocessing` is the spec its tensors come from (the
+    given one, or the kind's default, with the kind's options translated into it)."""
 
     metric: ClassVar[str] = ""
+    preprocessing: Preprocessing
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
         raise NotImplementedError
@@ -116,14 +117,16 @@ def _rows(predictions: list[dict[str, Any]]) -> list[list[float]]:
 class DetectComparer(Comparer):
     metric = "det_f1"
 
-    def __init__(self, preprocessing: Preprocessing, options: dict[str, Any], facts: dict[str, Any], where: str):
+    def __init__(self, preprocessing: Preprocessing | None, options: dict[str, Any], facts: dict[str, Any],
+                 where: str):
         from .detect import DetectionDecoding, DetectTask, split_decoder_options
 
         decoder_options = split_decoder_options(options)
         self.conf_thresh = float(options.pop("conf_thresh", 0.25))
         self.match_iou = float(options.pop("match_iou", 0.5))
         self.view = DetectTask(preprocessing, input_size=options.pop("input_size", None),
-                               letterbox=options.pop("letterbox", True))
+                               letterbox=options.pop("letterbox", None))
+        self.preprocessing = self.view.preprocessing
         self.decoding = DetectionDecoding(options.pop("decoder", "auto"), conf_thresh=MAP_SCORE_FLOOR,
                                           iou_thresh=float(options.pop("iou_thresh", 0.45)),
                                           max_det=int(options.pop("max_det", 300)), facts=facts, where=where,
@@ -138,7 +141,7 @@ class DetectComparer(Comparer):
         """(n, 6) rows x1 y1 x2 y2 score class on the original image, down to half conf_thresh for the reference
         (the margin of the matching) and down to MAP_SCORE_FLOOR for the candidate (mAP ranks those too)."""
         found = self.decoding(outputs, meta.input_size, conf_thresh=self.low if reference else None)
-        boxes = meta.to_image(found.boxes)
+        boxes = meta.boxes_to_image(found.boxes)
         return np.concatenate([boxes, found.scores[:, None], found.classes[:, None]], axis=1).astype(np.float64)
 
     @property
@@ -193,11 +196,13 @@ class DetectComparer(Comparer):
 class ClassifyComparer(Comparer):
     metric = "top1_agreement"
 
-    def __init__(self, preprocessing: Preprocessing, options: dict[str, Any], facts: dict[str, Any], where: str):
+    def __init__(self, preprocessing: Preprocessing | None, options: dict[str, Any], facts: dict[str, Any],
+                 where: str):
         from .classify import ClassifyTask
 
         self.view = ClassifyTask(preprocessing, input_size=options.pop("input_size", None),
-                                 resize=options.pop("resize", "stretch"))
+                                 resize=options.pop("resize", None))
+        self.preprocessing = self.view.preprocessing
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
         return self.view.preprocess(image)
@@ -223,6 +228,7 @@ class TextDetComparer(Comparer):
         keys = ("input_size", "limit_side_len", "limit_type", "max_side_len", "thresh", "box_thresh",
                 "unclip_ratio", "use_dilation", "score_mode")
         self.view = TextDetTask(preprocessing, **{k: options.pop(k) for k in keys if k in options})
+        self.preprocessing = self.view.preprocessing
         self.iou_thresh = float(options.pop("match_iou", 0.5))
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -255,6 +261,7 @@ class OcrComparer(Comparer):
         keys = ("input_size", "charset", "case_sensitive", "ignore_space")
         self.view = OcrTask(preprocessing, use_cls=False, mode="lines",
                             **{k: options.pop(k) for k in keys if k in options})
+        self.preprocessing = self.view.preprocessing
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
         return self.view.preprocess(image)
@@ -274,11 +281,13 @@ class OcrComparer(Comparer):
 class SegmentComparer(Comparer):
     metric = "mask_miou"
 
-    def __init__(self, preprocessing: Preprocessing, options: dict[str, Any], facts: dict[str, Any], where: str):
+    def __init__(self, preprocessing: Preprocessing | None, options: dict[str, Any], facts: dict[str, Any],
+                 where: str):
         from .segment import SegmentTask
 
         keys = ("input_size", "resize", "threshold")
         self.view = SegmentTask(preprocessing, **{k: options.pop(k) for k in keys if k in options})
+        self.preprocessing = self.view.preprocessing
         self.num_classes: int | None = None
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -307,9 +316,10 @@ class SegmentComparer(Comparer):
 class RawComparer(Comparer):
     metric = "raw_similarity"
 
-    def __init__(self, preprocessing: Preprocessing, options: dict[str, Any], facts: dict[str, Any], where: str):
-        self.preprocessing = preprocessing
+    def __init__(self, preprocessing: Preprocessing | None, options: dict[str, Any], facts: dict[str, Any],
+                 where: str):
         self.size = parse_size(options.pop("input_size", None))
+        self.preprocessing = (preprocessing or Preprocessing()).for_task(None, self.size)
         self.max_side = int(options.pop("max_side", 960))
         self.floor = float(options.pop("raw_floor", 1e-2))
         if self.floor <= 0:
@@ -326,8 +336,12 @@ class RawComparer(Comparer):
                                 max_side_len=None)
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
-        h, w = self.input_shape(*image.shape[:2])
-        return normalize(cv2.resize(image, (w, h)), self.preprocessing), None
+        """The spec's own resizing; a model of any input size that the spec stretches (or letterboxes) without a
+        size gets `input_shape` (the image's aspect, long side <= max_side)."""
+        spec, size = self.preprocessing, None
+        if spec.input_size is None and spec.resize in ("stretch", "letterbox"):
+            size = self.input_shape(*image.shape[:2])
+        return spec.to_tensor(image, input_size=size)[0], None
 
     def decode(self, outputs: list[np.ndarray], meta: Any, *, reference: bool) -> list[np.ndarray]:
         return [np.array(o, copy=True) for o in outputs]
@@ -391,13 +405,15 @@ class FidelityTask(Task):
             facts = model_facts(reference_model) if kind == "detect" else {}
         self.kind = kind
         if reference_runtime is None and reference_model.suffix.lower() != ".onnx":
-            reference_runtime = "opencv"  # ONNX Runtime reads ONNX only; OpenCV reads .tflite / .pb too
+            # ONNX Runtime reads ONNX only; OpenCV reads .tflite / .pb too, its classic engine with every output
+            # (OpenCV 5's default engine drops the scores of MediaPipe's detectors) and in either layout
+            reference_runtime = make_runtime("opencv", engine="classic")
         self.reference = AuxModel(reference_model, reference_runtime)
         opts = dict(options)
         if self.input_size:
             opts["input_size"] = self.input_size
-        pre = preprocessing if preprocessing is not None or kind in ("textdet", "ocr") else self.preprocessing
-        self.comparer = COMPARERS[kind](pre, opts, facts, str(reference_model))  # type: ignore[arg-type]
+        self.comparer = COMPARERS[kind](preprocessing, opts, facts, str(reference_model))
+        self.preprocessing = self.comparer.preprocessing  # what the tensors are made with (calibration records it)
         unused = sorted(opts)
         if unused:
             raise UsageError(f"fidelity kind '{kind}' has no option {', '.join(unused)}; see cvtune.tasks.fidelity "

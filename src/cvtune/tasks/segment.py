@@ -2,8 +2,10 @@
 
 The model returns one score map: (1, C, H, W) or (1, H, W, C) class scores (argmax; C >= 2), or a single channel
 (1, 1, H, W) / (1, H, W) foreground probability (thresholded at `threshold`; logits go through a sigmoid first), as
-MediaPipe's selfie segmentation does. The map is resized to the network input, the resize padding is cut off and
-the rest resized to the original image, so masks line up with the labels pixel for pixel.
+MediaPipe's selfie segmentation does. Images become tensors the way the preprocessing spec says
+(`Preprocessing.to_tensor`; the option `resize` overrides its mode); the map is resized to the network input and the
+spec's `Geometry` maps it back onto the original image (letterbox padding dropped, a center crop's lost margin
+background), so masks line up with the labels pixel for pixel.
 Labels: `segmentation` datasets (data/loaders.py: images/ + masks/ with the class index per pixel, 255 ignored).
 """
 
@@ -16,13 +18,12 @@ import numpy as np
 
 from ..data.base import Dataset, Sample
 from ..errors import DatasetError, UsageError
-from ..zoo import Preprocessing
+from ..preprocess import Geometry, Preprocessing
 from .base import Metrics, Task
-from .common import normalize, output_error, parse_size
-from .detect import Geometry, fit_image
+from .common import output_error, parse_size
 from .metrics import statistic_ci, statistic_value
 
-RESIZE_MODES = ("stretch", "letterbox")
+RESIZE_MODES = ("stretch", "letterbox", "center_crop")
 DEFAULT_SIZE = (256, 256)
 IGNORE_INDEX = 255
 
@@ -42,23 +43,20 @@ def score_map(outputs: list[np.ndarray]) -> np.ndarray:
 
 
 def class_mask(scores: np.ndarray, geometry: Geometry, *, threshold: float = 0.5) -> np.ndarray:
-    """(H, W, C) scores in network space -> (h, w) uint8 class indices on the original image."""
+    """(H, W, C) scores in network space -> (h, w) uint8 class indices on the original image (the spec's Geometry:
+    pixels outside what the network saw are background)."""
     in_h, in_w = geometry.input_size
-    (sx, sy), (px, py), (h, w) = geometry.scale, geometry.pad, geometry.image_shape
-    scores = cv2.resize(scores, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
-    if scores.ndim == 2:
-        scores = scores[..., None]
-    x0, y0 = int(round(px)), int(round(py))
-    x1, y1 = min(in_w, x0 + max(1, round(w * sx))), min(in_h, y0 + max(1, round(h * sy)))
-    scores = cv2.resize(np.ascontiguousarray(scores[y0:y1, x0:x1]), (w, h), interpolation=cv2.INTER_LINEAR)
-    if scores.ndim == 2:
-        scores = scores[..., None]
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
     if scores.shape[2] == 1:
         fg = scores[..., 0]
         if fg.size and (fg.min() < 0 or fg.max() > 1):
             fg = 1.0 / (1.0 + np.exp(-fg))
-        return (fg >= threshold).astype(np.uint8)
-    return scores.argmax(axis=2).astype(np.uint8)
+        if fg.shape != (in_h, in_w):
+            fg = cv2.resize(fg, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
+        return (geometry.mask_to_image(fg) >= threshold).astype(np.uint8)
+    if scores.shape[:2] != (in_h, in_w):
+        scores = cv2.resize(scores, (in_w, in_h), interpolation=cv2.INTER_LINEAR).reshape(in_h, in_w, -1)
+    return geometry.mask_to_image(scores).argmax(axis=2).astype(np.uint8)
 
 
 def iou_counts(pred: np.ndarray, truth: np.ndarray, num_classes: int, *, ignore_index: int = IGNORE_INDEX
@@ -107,20 +105,20 @@ class SegmentTask(Task):
     dataset_kinds: ClassVar[tuple[str, ...]] = ("segmentation",)
 
     def __init__(self, preprocessing: Preprocessing | None = None, *, input_size: tuple[int, int] | str | None = None,
-                 resize: str = "stretch", threshold: float = 0.5, ignore_index: int = IGNORE_INDEX,
+                 resize: str | None = None, threshold: float = 0.5, ignore_index: int = IGNORE_INDEX,
                  class_names: list[str] | None = None, **options: Any) -> None:
         super().__init__(preprocessing, input_size=parse_size(input_size), **options)
-        if resize not in RESIZE_MODES:
+        if resize is not None and resize not in RESIZE_MODES:
             raise UsageError(f"unknown resize mode '{resize}'; choose one of: {', '.join(RESIZE_MODES)}")
         if not 0 < threshold < 1:
             raise UsageError(f"threshold must be in (0, 1) (got {threshold})")
-        self.resize, self.threshold, self.ignore_index = resize, threshold, ignore_index
+        self.threshold, self.ignore_index = threshold, ignore_index
         self.class_names = list(class_names) if class_names else None
-        self.size = self.input_size or self.preprocessing.input_size or DEFAULT_SIZE
+        self.preprocessing = self.preprocessing.for_task(resize, self.input_size, default_size=DEFAULT_SIZE)
+        self.resize, self.size = self.preprocessing.resize, self.preprocessing.input_size
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        resized, geometry = fit_image(image, self.size, keep_aspect=self.resize == "letterbox")
-        return normalize(resized, self.preprocessing), geometry
+        return self.preprocessing.to_tensor(image)
 
     def postprocess(self, outputs: list[np.ndarray], meta: Geometry) -> dict[str, Any]:
         return {"mask": class_mask(score_map(outputs), meta, threshold=self.threshold)}
