@@ -45,7 +45,7 @@ __all__ = ["LayerTime", "LayerProfile", "PROFILERS", "profile_layers", "profile_
            "keep_fraction"]
 
 CONV_OPS = ("Conv", "ConvTranspose", "FusedConv", "NhwcConv", "ConvInteger", "QLinearConv")
-FORMAT = "cvtune-layer-profile/1"
+FORMAT = "cvtune-layer-profile/2"  # 2: NCHWc nodes mapped through their names
 
 
 def cache_dir() -> Path:
@@ -220,33 +220,33 @@ def _ort_layers(path: Path, runtime: Runtime, shape: tuple[int, ...], runs: int,
 
 
 def _ort_tensor_ends(opt: onnx.ModelProto, original: set[str]) -> dict[str, tuple[str, str]]:
-    """Optimized node -> (original tensor its work reads, original tensor it writes). Tensors ORT made up
-    (reorder outputs) are followed back through their producer's first input to a tensor of the original."""
+    """Optimized node -> (original tensor its work reads, original tensor it writes). ORT names a fused NCHWc node
+    after the original tensor it computes ('r0_nchwc' writes r0, in blocked layout, as 'reorder_token_N'); tensors
+    ORT made up are followed back through reorders to the original tensor they carry."""
     producer = {o: n for n in opt.graph.node for o in n.output if o}
     inits = {t.name for t in opt.graph.initializer}
 
-    def back(name: str, depth: int = 0) -> str:
-        while name and name not in original and depth < 8:
-            node = producer.get(name)
-            if node is None:
-                return ""
-            name = next((i for i in node.input if i and i not in inits), "")
-            depth += 1
-        return name if name in original else ""
-
-    def forward(name: str) -> str:
-        if name in original:
-            return name
-        # an NCHWc node writes 'T_nchwc'-style tensors; a reorder after it writes T
-        stripped = name[: -len("_nchwc")] if name.endswith("_nchwc") else name
+    def writes(node: onnx.NodeProto) -> str:
+        stripped = node.name[: -len("_nchwc")] if node.name.endswith("_nchwc") else ""
         if stripped in original:
             return stripped
-        return back(name)
+        out = node.output[0] if node.output else ""
+        if out in original:
+            return out
+        if node.op_type.startswith("Reorder"):
+            return carried(next((i for i in node.input if i and i not in inits), ""))
+        return ""
+
+    def carried(name: str, depth: int = 0) -> str:
+        if not name or name in original:
+            return name
+        node = producer.get(name)
+        return writes(node) if node is not None and depth < 16 else ""
 
     out = {}
     for node in opt.graph.node:
         src = next((i for i in node.input if i and i not in inits), "")
-        out[node.name] = (back(src), forward(node.output[0]) if node.output else "")
+        out[node.name] = (carried(src), writes(node))
     return out
 
 
