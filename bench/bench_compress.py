@@ -35,9 +35,8 @@ import numpy as np
 
 from cvtune import zoo
 from cvtune.bench import BenchSettings, measure
-from cvtune.compress import ChannelConfig, allocate_channels, channel_curves, prune_channels, verify_allocation
+from cvtune.compress import ChannelConfig, latency_allocation, prune_channels, verify_allocation
 from cvtune.compress.agreement import agreement_for
-from cvtune.compress.cost import profile_cost
 from cvtune.compress.curves import evaluate_model
 from cvtune.console import console
 from cvtune.data.calibration import CalibrationNeed, calibration_set
@@ -149,14 +148,15 @@ def run_case(case: Case, tmp: Path, targets: tuple[float, ...], settings: BenchS
     calibration = calibration_set(case.path, case.calib_dir, CalibrationNeed(CALIB_IMAGES, max_side=CALIB_SIDE),
                                   task=case.task, task_options=case.task_options)
     calib = calibration.tensors()
-    costs = [profile_cost(original, rt, case.shape, round_to=ROUND_TO) for rt in ("ort", "opencv")]
-    curves = channel_curves(original, calib[:SAMPLE], task=case.task, round_to=ROUND_TO)
-    console.print(f"[bold]{case.name}[/]: {len(curves.curves)} groups measured in {curves.seconds:.0f} s "
-                  f"({len(curves.left_alone)} left alone); cost mapped to groups: "
-                  + ", ".join(f"{c.runtime} {c.mapped_share:.0%}" for c in costs))
     configs: list[tuple[str, ChannelConfig, dict]] = []
-    for target in targets:
-        alloc = allocate_channels(curves, costs, target=target)
+    for i, target in enumerate(targets):  # the channel_allocate pass's computation (profiles, curves cached)
+        found = latency_allocation(original, calib[:SAMPLE], target=target, cost_shape=case.shape, task=case.task,
+                                   round_to=ROUND_TO)
+        alloc, costs, curves = found.allocation, found.costs, found.curves
+        if i == 0:
+            console.print(f"[bold]{case.name}[/]: {len(curves.curves)} groups measured in {curves.seconds:.0f} s "
+                          f"({len(curves.left_alone)} too narrow, {len(found.unmeasured)} too cheap to measure); "
+                          f"cost mapped to groups: " + ", ".join(f"{c.runtime} {c.mapped_share:.0%}" for c in costs))
         if not alloc.ratios:
             continue
         configs.append((f"allocation -{target:.0%}", ChannelConfig(ratios=alloc.ratios, importance="activation",

@@ -25,7 +25,8 @@ from ..errors import UsageError
 from .cost import CostModel
 from .curves import ChannelCurves
 
-__all__ = ["Allocation", "allocate_channels", "drop_slope", "verify_allocation"]
+__all__ = ["Allocation", "LatencyAllocation", "allocate_channels", "drop_slope", "latency_allocation",
+           "verify_allocation"]
 
 
 @dataclass(frozen=True)
@@ -140,3 +141,34 @@ def verify_allocation(original, pruned, calib, *, task: str | None = None) -> di
     nmse = float(np.mean([output_nmse(r, c) for r, c in zip(reference, candidate, strict=True)]))
     return {"measure": a.measure, "agreement": a.value, "drop": 1.0 - a.value, "ci95": [a.low, a.high],
             "nmse": nmse, "images": len(calib)}
+
+
+@dataclass(frozen=True)
+class LatencyAllocation:
+    """An allocation with the measurements it came from."""
+
+    allocation: Allocation
+    curves: Any  # ChannelCurves
+    costs: tuple[CostModel, ...]
+    unmeasured: tuple[str, ...] = ()  # groups too cheap to be worth a sensitivity curve
+
+
+def latency_allocation(model, calib: Sequence[np.ndarray], *, target: float | None = None,
+                       max_drop: float | None = None, runtimes: Sequence[str] = ("ort", "opencv"),
+                       cost_shape: tuple[int, ...] | None = None, task: str | None = None,
+                       levels: Sequence[float] = (0.25, 0.5, 0.75), importance: str = "activation",
+                       round_to: int = 8, min_share: float = 0.01) -> LatencyAllocation:
+    """The whole latency-driven computation, one path for the pass, `cvtune prune --save-latency` and the bench:
+    measure each group's cost on `runtimes` at `cost_shape` (default: the calibration shape), measure curves on
+    `calib` only for groups worth at least `min_share` of the latency on some runtime, then allocate."""
+    from .cost import profile_cost
+    from .curves import channel_curves
+
+    shape = tuple(cost_shape) if cost_shape else tuple(calib[0].shape)
+    costs = tuple(profile_cost(model, rt, shape, round_to=round_to) for rt in runtimes)
+    worth = sorted({g for c in costs for g, ms in c.ranking() if c.profiled_ms and ms / c.profiled_ms >= min_share})
+    cheap = tuple(sorted(set(costs[0].channels) - set(worth)))
+    curves = channel_curves(model, calib, task=task, levels=levels, importance=importance, round_to=round_to,
+                            groups=worth)
+    allocation = allocate_channels(curves, list(costs), target=target, max_drop=max_drop)
+    return LatencyAllocation(allocation, curves, costs, cheap)

@@ -71,17 +71,16 @@ class ChannelAllocate(Pass):
     def plan(self, model: onnx.ModelProto, ctx: BuildContext) -> Any:
         """The allocation (compress.allocate.Allocation): deterministic for the same model, calibration images and
         settings, because the measured profiles and curves it comes from are cached on disk."""
-        from ..compress import allocate_channels, channel_curves, profile_cost
+        from ..compress import latency_allocation
 
         calibration = ctx.calibrate(self.calibration())
         calib = calibration.head(self.sample)
         shape = tuple(calib[0].shape)
         cost_shape = (1, shape[1], *ctx.static_size) if ctx.static_size else (
             tuple(ctx.input_shape) if len(ctx.input_shape) == 4 and all(d > 0 for d in ctx.input_shape) else shape)
-        costs = [profile_cost(model, rt, cost_shape, round_to=self.round_to) for rt in self.runtimes]
-        curves = channel_curves(model, calib, task=calibration.task, levels=self.levels, importance=self.importance,
-                                round_to=self.round_to)
-        return allocate_channels(curves, costs, target=self.target, max_drop=self.max_drop)
+        return latency_allocation(model, calib, target=self.target, max_drop=self.max_drop, runtimes=self.runtimes,
+                                  cost_shape=cost_shape, task=calibration.task, levels=self.levels,
+                                  importance=self.importance, round_to=self.round_to).allocation
 
     def apply(self, model: onnx.ModelProto, ctx: BuildContext, plan: Any = None) -> PassOutput:
         from ..compress import ChannelConfig, prune_channels, verify_allocation
