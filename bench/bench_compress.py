@@ -2,7 +2,8 @@
 speed-up, per model, all measured in one run.
 
 For each model: the cost of every channel group is measured per layer on ONNX Runtime and OpenCV (new engine)
-(cvtune.compress.cost), sensitivity curves with reconstruction on 4 calibration images (cvtune.compress.curves),
+(cvtune.compress.cost), sensitivity curves with reconstruction on 4 calibration images at up to 480 px
+(cvtune.compress.curves),
 then allocations for a few latency targets (the channel_allocate pass's computation), and for each one the uniform
 ratio the same cost model predicts to be as fast. Every model is rebuilt with least-squares reconstruction on 8
 calibration images at up to 736 px (what the search's passes use), then measured:
@@ -47,7 +48,7 @@ from cvtune.model import load_onnx, save_onnx
 from cvtune.runtimes import make_runtime
 from cvtune.zoo import Preprocessing
 
-CALIB_IMAGES, CALIB_SIDE, SAMPLE = 8, 736, 4
+CALIB_IMAGES, CALIB_SIDE, SAMPLE, SAMPLE_SIDE = 8, 736, 4, 480  # as the channel_allocate pass
 ROUND_TO = 8
 TARGETS = (0.3, 0.45)
 TARGET_OPENCV, TARGET_ORT, TARGET_DROP = 1.5, 1.3, 0.01
@@ -148,9 +149,11 @@ def run_case(case: Case, tmp: Path, targets: tuple[float, ...], settings: BenchS
     calibration = calibration_set(case.path, case.calib_dir, CalibrationNeed(CALIB_IMAGES, max_side=CALIB_SIDE),
                                   task=case.task, task_options=case.task_options)
     calib = calibration.tensors()
+    sample = calibration_set(case.path, case.calib_dir, CalibrationNeed(SAMPLE, max_side=SAMPLE_SIDE), task=case.task,
+                             task_options=case.task_options).tensors()
     configs: list[tuple[str, ChannelConfig, dict]] = []
     for i, target in enumerate(targets):  # the channel_allocate pass's computation (profiles, curves cached)
-        found = latency_allocation(original, calib[:SAMPLE], target=target, cost_shape=case.shape, task=case.task,
+        found = latency_allocation(original, sample, target=target, cost_shape=case.shape, task=case.task,
                                    round_to=ROUND_TO)
         alloc, costs, curves = found.allocation, found.costs, found.curves
         if i == 0:
@@ -175,7 +178,7 @@ def run_case(case: Case, tmp: Path, targets: tuple[float, ...], settings: BenchS
         path = tmp / f"{case.name}-{len(rows)}.onnx"
         proto, _ = prune_channels(original, config, calib=calib, input_shape=tuple(calib[0].shape))
         save_onnx(proto, path)
-        check = verify_allocation(original, proto, calib[:SAMPLE], task=case.task)
+        check = verify_allocation(original, proto, sample, task=case.task)
         rows.append({"label": label, "path": path, "metric": case.score(path), "check": check, **extra})
     runtimes = {"opencv": make_runtime("opencv", engine="new"), "ort": make_runtime("ort")}
     for name, runtime in runtimes.items():

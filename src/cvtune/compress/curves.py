@@ -202,7 +202,7 @@ def _tensors_key(calib: Sequence[np.ndarray]) -> str:
 
 def channel_curves(model: onnx.ModelProto, calib: Sequence[np.ndarray], *, task: str | None = None,
                    levels: Sequence[float] = DEFAULT_LEVELS, importance: str = "activation", round_to: int = 8,
-                   groups: Sequence[str] | None = None, ridge: float = 1e-2, max_rows: int = 4096,
+                   groups: Sequence[str] | None = None, ridge: float = 1e-2, max_rows: int = 2048,
                    memory_mb: float = 1024.0, cache: bool = True,
                    on_group: Callable[[int, int, str], None] | None = None) -> ChannelCurves:
     """Sensitivity curves of the prunable groups of `model` (only `groups` when given) on `calib` (a few

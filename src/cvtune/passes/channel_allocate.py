@@ -40,7 +40,9 @@ class ChannelAllocate(Pass):
     levels: tuple[float, ...] = (0.25, 0.5, 0.75)
     importance: str = "activation"
     round_to: int = 8
-    sample: int = 4  # calibration images the sensitivity curves are measured on (the first of the set)
+    sample: int = 4  # calibration images the sensitivity curves are measured on
+    sample_side: int = 480  # ... downscaled to this longest side (fully convolutional models): curves rank cuts,
+    #                         they need not be measured at full resolution, and must fit in a trial's timeout
 
     def __post_init__(self) -> None:
         if self.max_drop is not None and self.target is not None:
@@ -62,8 +64,8 @@ class ChannelAllocate(Pass):
                              f"{', '.join(self.runtimes) or 'none'})")
         if self.importance not in IMPORTANCE:
             raise UsageError(f"unknown pruning importance '{self.importance}'; choose one of: {', '.join(IMPORTANCE)}")
-        if self.round_to < 1 or self.sample < 1:
-            raise UsageError("round_to and sample must be >= 1")
+        if self.round_to < 1 or self.sample < 1 or self.sample_side < 32:
+            raise UsageError("round_to and sample must be >= 1, sample_side >= 32")
 
     def calibration(self) -> CalibrationNeed:
         return CalibrationNeed(CALIB_IMAGES, max_side=CALIB_MAX_SIDE)
@@ -73,11 +75,11 @@ class ChannelAllocate(Pass):
         settings, because the measured profiles and curves it comes from are cached on disk."""
         from ..compress import latency_allocation
 
-        calibration = ctx.calibrate(self.calibration())
-        calib = calibration.head(self.sample)
-        shape = tuple(calib[0].shape)
-        cost_shape = (1, shape[1], *ctx.static_size) if ctx.static_size else (
-            tuple(ctx.input_shape) if len(ctx.input_shape) == 4 and all(d > 0 for d in ctx.input_shape) else shape)
+        calibration = ctx.calibrate(CalibrationNeed(self.sample, max_side=self.sample_side))
+        calib = calibration.tensors()
+        full = tuple(ctx.calibrate(self.calibration()).head(1)[0].shape)
+        cost_shape = (1, full[1], *ctx.static_size) if ctx.static_size else (
+            tuple(ctx.input_shape) if len(ctx.input_shape) == 4 and all(d > 0 for d in ctx.input_shape) else full)
         return latency_allocation(model, calib, target=self.target, max_drop=self.max_drop, runtimes=self.runtimes,
                                   cost_shape=cost_shape, task=calibration.task, levels=self.levels,
                                   importance=self.importance, round_to=self.round_to).allocation
@@ -93,7 +95,7 @@ class ChannelAllocate(Pass):
                                       "prune_summary": "no group worth cutting"})
         config = ChannelConfig(ratios=allocation.ratios, importance=self.importance, round_to=self.round_to)
         pruned, report = prune_channels(model, config, calib=calib, input_shape=tuple(calib[0].shape))
-        checked = verify_allocation(model, pruned, calib[: self.sample], task=calibration.task)
+        checked = verify_allocation(model, pruned, calib, task=calibration.task)
         return PassOutput(pruned, {"prune_summary": report.plan.summary(),
                                    "channels_pruned": report.plan.channels_pruned, "reconstructed": True,
                                    "allocation": {**allocation.to_dict(), "verified": checked}})
