@@ -239,3 +239,24 @@ def test_prune_save_latency_allocates_from_measured_cost_and_refuses_bad_combina
         assert run_cli(["prune", str(model), "-o", str(tmp_path / "x.onnx"), "--method", "channel", *args]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_sensitivity_cost_prices_groups_by_measured_latency(tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from cvtune.cli import run_cli
+
+    model = tmp_path / "chain.onnx"
+    onnx.save(chain([(32, 9), (16, 1), (16, 1), (8, 1)], size=32), str(model))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, x in enumerate(images(3, 32)):
+        cv2.imwrite(str(folder / f"img_{i}.png"), np.clip(x[0].transpose(1, 2, 0) * 40 + 128, 0, 255).astype(np.uint8))
+    capsys.readouterr()
+    assert run_cli(["sensitivity", str(model), "--data", str(folder), "--method", "channel", "--levels", "0.5",
+                    "--cost", "ort", "--input-shape", "1x3x32x32", "-o", str(tmp_path / "s.json"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    costs = {c["name"]: c["cost"] for c in result["curves"]}
+    assert max(costs, key=costs.get) == "conv0" and costs["conv0"] > 2 * costs["conv1"] > 0

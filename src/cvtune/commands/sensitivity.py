@@ -31,6 +31,25 @@ def _levels(text: str | None) -> tuple[float, ...] | None:
         raise UsageError(f"bad --levels '{text}': expected fractions joined by commas, e.g. 0.3,0.5,0.7") from None
 
 
+def _measured_costs(result, model: Path, runtimes: str, shape):
+    """The result with each group's cost = microseconds that scale with it, averaged over `runtimes`."""
+    from dataclasses import replace
+
+    from ..compress.channels import probe_shape
+    from ..compress.cost import profile_cost
+    from ..errors import UsageError
+    from ..model import load_onnx
+
+    proto = load_onnx(model)
+    shape = shape or probe_shape(model)
+    if not shape or len(shape) != 4:
+        raise UsageError("--cost needs the input shape to profile at: give --input-shape NxCxHxW")
+    costs = [profile_cost(proto, rt.strip(), tuple(shape)) for rt in runtimes.split(",") if rt.strip()]
+    curves = tuple(replace(c, cost=int(round(1000 * sum(m.group_cost(c.name) for m in costs) / len(costs))))
+                   for c in result.curves)
+    return replace(result, curves=curves)
+
+
 def register(app: typer.Typer) -> None:
     from ..compress.prune import ChannelConfig
     from ..compress.sensitivity import SENSITIVITY_METHODS
@@ -57,6 +76,9 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(None, "--output", "-o", help="Curve JSON (also the cache: an interrupted run "
                                     "resumes). Default: MODEL_STEM.sensitivity.json in the current folder."),
         max_drop: str = max_drop_option(None),
+        cost: str = typer.Option(None, "--cost", help="channel: price each group by its measured latency on these "
+                                 "runtimes (per-layer profile, e.g. ort,opencv; cached) instead of FLOPs, so "
+                                 "--max-drop allocates where the most time is saved."),
         as_json: bool = JSON,
     ) -> None:
         """Measure how much the metric drops when each layer alone is pruned at several levels, save the curves,
@@ -105,6 +127,11 @@ def register(app: typer.Typer) -> None:
                 result = analyze_sensitivity(model, data, task=task, method=method, levels=_levels(levels),
                                              runtime=rt, limit=limit, cache=out, task_options=options,
                                              units=layer or None, on_point=on_point, **extra)
+        if cost:
+            if method != "channel":
+                raise UsageError("--cost prices channel groups: use it with --method channel")
+            result = _measured_costs(result, model, cost, shape)
+            write_json(out, result.to_dict())
         if budget is not None:
             result = replace(result, allocation=allocate(result, budget), budget=budget)
             write_json(out, result.to_dict())
