@@ -297,3 +297,16 @@ def test_yolo_detector_curves_and_allocated_cut_run_in_both_runtimes(real_models
         session = runtime.open(path)
         assert session.run(calib[0])[0].shape == evaluate_model(model, calib)[0][0].shape, runtime.label()
         session.close()
+
+
+def test_ridge_search_keeps_the_ridge_with_the_smallest_held_out_error():
+    model = chain([(16, 3), (32, 3), (8, 3)], size=24)
+    calib = images(4, 24)
+    plan = single_group_plan(analyze_channels(prepare(model), input_shape=(1, 3, 24, 24)),
+                             analyze_channels(prepare(model), input_shape=(1, 3, 24, 24)).groups[1],
+                             range(16), input_shape=(1, 3, 24, 24), importance="l1")
+    cut = cut_channels(model, plan)
+    _, fixed = reconstruct(model, cut, plan, calib)
+    _, searched = reconstruct(model, cut, plan, calib, ridge_search=True)
+    assert fixed.layers[0].mode == "least squares" and "ridge" in searched.layers[0].mode
+    assert searched.layers[0].error_fit <= fixed.layers[0].error_fit + 1e-12  # the fixed ridge is one of the tried

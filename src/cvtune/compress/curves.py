@@ -108,22 +108,19 @@ class ChannelCurves:
                    tuple(tuple(x) for x in data.get("left_alone", [])), float(data.get("seconds", 0.0)))
 
     def table(self):
+        """A rich Table: per group, each measured ratio (after rounding) -> agreement / output NMSE."""
         from rich.table import Table
 
-        table = Table(title=f"channel sensitivity on {self.images} images: agreement ({self.measure}) / output NMSE")
+        table = Table(title=f"channel sensitivity on {self.images} images: ratio cut -> agreement ({self.measure}) "
+                            f"/ output NMSE")
         table.add_column("group")
         table.add_column("channels", justify="right")
-        for lv in self.levels:
-            table.add_column(f"{lv:g}", justify="right")
+        table.add_column("points")
         for c in self.curves:
-            cells = []
-            for lv in self.levels:
-                point = next((p for p in c.points if abs(p.ratio - _effective(c.channels, lv, self.round_to))
-                              < 1e-9), None)
-                cells.append("-" if point is None else f"{point.agreement:.3f} / {point.nmse:.1e}")
-            table.add_row(c.name, str(c.channels), *cells)
+            table.add_row(c.name, str(c.channels),
+                          "   ".join(f"{p.ratio:.2f}: {p.agreement:.3f} / {p.nmse:.1e}" for p in c.points))
         for name, why in self.left_alone:
-            table.add_row(f"[dim]{name}[/]", "", f"[yellow]not measured:[/] {why}", *[""] * (len(self.levels) - 1))
+            table.add_row(f"[dim]{name}[/]", "", f"[yellow]not measured:[/] {why}")
         return table
 
 

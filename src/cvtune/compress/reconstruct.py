@@ -185,7 +185,7 @@ def _add_input_rows(t: _Target, x: np.ndarray, img: int) -> None:
 def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, plan: PruningPlan,
                 batches: Sequence[np.ndarray], *, ridge: float = 1e-2, max_rows: int = 8192, seed: int = 0,
                 on_wave: Callable[[int, int], None] | None = None,
-                activations: Mapping[str, Sequence[np.ndarray]] | None = None
+                activations: Mapping[str, Sequence[np.ndarray]] | None = None, ridge_search: bool = False
                 ) -> tuple[onnx.ModelProto, ReconstructionReport]:
     """Refit the consumers of cut channels in `pruned` (made by cut_channels(original, plan)) so their outputs
     match the original's on `batches` (each (1, C, H, W) float32). Returns a new model and per-layer errors.
@@ -193,7 +193,8 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, plan: Prunin
     `activations` (tensor name -> the original model's value per batch, full channels) saves model runs: targets
     come from it, the first wave's inputs are its kept channels (exact: nothing upstream changed), and later waves
     run only the graph between the tensors the cut leaves unchanged and their inputs. Sensitivity analysis refits
-    hundreds of single-group cuts from one set (see refit_tensors for what it must hold)."""
+    hundreds of single-group cuts from one set (see refit_tensors for what it must hold). `ridge_search` tries
+    ridge/10, ridge and ridge*10 per layer and keeps the one with the smallest held-out error."""
     reference = prepare(original)
     work = onnx.ModelProto()
     work.CopyFrom(pruned)
@@ -230,7 +231,7 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, plan: Prunin
                 for t in wave:
                     _add_input_rows(t, values[t.x][0], img)
         for t in wave:
-            fits.append(_fit(index, t, ridge))
+            fits.append(_fit(index, t, ridge, (ridge / 10, ridge, ridge * 10) if ridge_search else None))
             t.a_rows, t.y_rows = [], []
     return _finish(work, targets, fits, order, n_images, ridge, len(waves))
 
@@ -352,7 +353,10 @@ def _waves(proto: onnx.ModelProto, targets: list[_Target]) -> list[list[_Target]
     return waves
 
 
-def _fit(index: GraphIndex, t: _Target, ridge: float) -> LayerFit:
+def _fit(index: GraphIndex, t: _Target, ridge: float, ridges: tuple[float, ...] | None = None) -> LayerFit:
+    """Refit one layer by ridge least squares on its training rows; `ridges` (default: just `ridge`) are tried
+    and the one with the smallest error on the held-out rows wins."""
+    ridges = ridges or (ridge,)
     node = index.nodes[t.node]
     a = np.concatenate(t.a_rows)
     y = np.concatenate(t.y_rows)
@@ -381,10 +385,18 @@ def _fit(index: GraphIndex, t: _Target, ridge: float) -> LayerFit:
         a_train = np.hstack([a[train], np.ones((train.sum(), 1))]) if fit_bias else a[train]
         current = np.vstack([w_flat, np.zeros((1, w_flat.shape[1]))]) if fit_bias else w_flat
         gram = a_train.T @ a_train
-        lam = ridge * float(np.trace(gram)) / gram.shape[0] + 1e-12
-        solution = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), a_train.T @ y[train] + lam * current)
+        rhs = a_train.T @ y[train]
+        a_val = np.hstack([a[val], np.ones((val.sum(), 1))]) if fit_bias else a[val]
+        best = None
+        for r in ridges:  # the ridge with the smallest held-out error
+            lam = r * float(np.trace(gram)) / gram.shape[0] + 1e-12
+            sol = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), rhs + lam * current)
+            err = _rel_error(a_val @ sol, y[val])
+            if best is None or err < best[0]:
+                best = (err, r, sol)
+        _, chosen, solution = best
         new_w, shift = (solution[:-1], solution[-1]) if fit_bias else (solution, None)
-        mode = "least squares"
+        mode = "least squares" if len(ridges) == 1 else f"least squares (ridge {chosen:g})"
     elif fit_bias:
         new_w, shift = w_flat, (y[train] - pred_cut[train]).mean(axis=0)
         mode = "bias only"
