@@ -310,3 +310,14 @@ def test_ridge_search_keeps_the_ridge_with_the_smallest_held_out_error():
     _, searched = reconstruct(model, cut, plan, calib, ridge_search=True)
     assert fixed.layers[0].mode == "least squares" and "ridge" in searched.layers[0].mode
     assert searched.layers[0].error_fit <= fixed.layers[0].error_fit + 1e-12  # the fixed ridge is one of the tried
+
+
+def test_a_zero_drop_budget_cuts_nothing_and_the_pass_leaves_the_model_alone(tmp_path):
+    from cvtune.data.calibration import CalibrationSet
+    from cvtune.passes import BuildContext, ChannelAllocate
+
+    model = chain([(32, 5), (16, 3), (8, 1)], size=32)
+    tensors = tuple(images(4, 32))
+    ctx = BuildContext((1, 3, 32, 32), tmp_path, lambda need: CalibrationSet("x", tensors[: need.count], "test"))
+    out = ChannelAllocate(max_drop=0.0, runtimes=("ort",)).apply(model, ctx)
+    assert out.info["channels_pruned"] == 0 and out.model is model

@@ -60,13 +60,17 @@ class Allocation:
 def drop_slope(curves: ChannelCurves, *, small: float = 0.1) -> float:
     """Agreement drop per unit of output NMSE, fitted through the origin on the measured points with small errors
     (NMSE < `small`: the regime an allocation sums; cuts that broke the model would steepen the slope 10x, as on
-    PP-OCRv4 det). When no small-error point changed a prediction, every point below NMSE 1 is used."""
+    PP-OCRv4 det). When no small-error point changed a prediction, every point below NMSE 1 is used; when no point
+    changed one at all, the smallest drop the sample can show (one image in `images`) is assumed just past the
+    largest error measured: conservative, never "free"."""
     pts = [(p.nmse, 1.0 - p.agreement) for c in curves.curves for p in c.points if 0 < p.nmse < 1]
     near = [(n, d) for n, d in pts if n < small]
     if any(d > 0 for _, d in near):
         pts = near
     if not pts:
         return 0.0
+    if not any(d > 0 for _, d in pts):
+        return (1.0 / max(curves.images, 1)) / max(n for n, _ in pts)
     n, d = np.asarray(pts, np.float64).T
     return float(max(0.0, np.sum(n * d) / np.sum(n * n)))
 

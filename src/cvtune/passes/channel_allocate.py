@@ -73,6 +73,9 @@ class ChannelAllocate(Pass):
     def plan(self, model: onnx.ModelProto, ctx: BuildContext) -> Any:
         """The allocation (compress.allocate.Allocation): deterministic for the same model, calibration images and
         settings, because the measured profiles and curves it comes from are cached on disk."""
+        return self._allocate(model, ctx, self.max_drop)
+
+    def _allocate(self, model: onnx.ModelProto, ctx: BuildContext, max_drop: float | None) -> Any:
         from ..compress import latency_allocation
 
         calibration = ctx.calibrate(CalibrationNeed(self.sample, max_side=self.sample_side))
@@ -80,25 +83,33 @@ class ChannelAllocate(Pass):
         full = tuple(ctx.calibrate(self.calibration()).head(1)[0].shape)
         cost_shape = (1, full[1], *ctx.static_size) if ctx.static_size else (
             tuple(ctx.input_shape) if len(ctx.input_shape) == 4 and all(d > 0 for d in ctx.input_shape) else full)
-        return latency_allocation(model, calib, target=self.target, max_drop=self.max_drop, runtimes=self.runtimes,
+        return latency_allocation(model, calib, target=self.target, max_drop=max_drop, runtimes=self.runtimes,
                                   cost_shape=cost_shape, task=calibration.task, levels=self.levels,
                                   importance=self.importance, round_to=self.round_to).allocation
 
     def apply(self, model: onnx.ModelProto, ctx: BuildContext, plan: Any = None) -> PassOutput:
+        """Cut and refit what the plan allocated, then check the real agreement on the curves' sample; with
+        `max_drop`, an allocation whose real drop exceeds it is redone at half the budget (at most twice)."""
         from ..compress import ChannelConfig, prune_channels, verify_allocation
 
         allocation = plan if plan is not None else self.plan(model, ctx)
-        calibration = ctx.calibrate(self.calibration())
-        calib = calibration.tensors()
-        if not allocation.ratios:
-            return PassOutput(model, {"allocation": allocation.to_dict(), "channels_pruned": 0,
-                                      "prune_summary": "no group worth cutting"})
-        config = ChannelConfig(ratios=allocation.ratios, importance=self.importance, round_to=self.round_to)
-        pruned, report = prune_channels(model, config, calib=calib, input_shape=tuple(calib[0].shape))
-        checked = verify_allocation(model, pruned, calib, task=calibration.task)
+        calib = ctx.calibrate(self.calibration()).tensors()
+        sample = ctx.calibrate(CalibrationNeed(self.sample, max_side=self.sample_side))
+        tries = []
+        while True:
+            if not allocation.ratios:
+                return PassOutput(model, {"allocation": allocation.to_dict(), "channels_pruned": 0,
+                                          "prune_summary": "no group worth cutting", "tries": tries})
+            config = ChannelConfig(ratios=allocation.ratios, importance=self.importance, round_to=self.round_to)
+            pruned, report = prune_channels(model, config, calib=calib, input_shape=tuple(calib[0].shape))
+            checked = verify_allocation(model, pruned, sample.tensors(), task=sample.task)
+            if self.max_drop is None or checked["drop"] <= self.max_drop or len(tries) == 2:
+                break
+            tries.append({"predicted_drop": allocation.drop, "verified": checked})
+            allocation = self._allocate(model, ctx, (allocation.max_drop or self.max_drop) / 2)
         return PassOutput(pruned, {"prune_summary": report.plan.summary(),
                                    "channels_pruned": report.plan.channels_pruned, "reconstructed": True,
-                                   "allocation": {**allocation.to_dict(), "verified": checked}})
+                                   "allocation": {**allocation.to_dict(), "verified": checked}, "tries": tries})
 
     def label(self) -> str:
         goal = f"-{self.target:.0%} latency" if self.target is not None else f"drop<={self.max_drop:.1%}"
