@@ -15,7 +15,8 @@ calibration images at up to 736 px (what the search's passes use), then measured
 
 Models: the zoo's PP-OCRv4 det / rec / cls and nudenet's YOLOv8n (`320n.onnx`, from the nudenet==3.4.2 wheel: set
 CVTUNE_REAL_MODELS to the folder holding it and a `photos/` folder, default .cache/real-models then
-/tmp/real-models). The MediaPipe selfie segmenter is TFLite: pruning needs ONNX, and the TFLite->ONNX conversion
+/tmp/real-models; CVTUNE_BENCH_PHOTOS overrides the photos: scikit-image's data images, half calibrate, half
+evaluate). The MediaPipe selfie segmenter is TFLite: pruning needs ONNX, and the TFLite->ONNX conversion
 has not landed, so it is listed as skipped.
 
     python bench/bench_compress.py                 # everything (~20-30 min on 2 busy cores)
@@ -100,7 +101,7 @@ def cases(tmp: Path, wanted: set[str]) -> tuple[list[Case], list[str]]:
     if real is None:
         skipped.append("nudenet 320n.onnx: not found (set CVTUNE_REAL_MODELS)")
     else:
-        photos = sorted((real / "photos").glob("*.*"))
+        photos = sorted(Path(os.environ.get("CVTUNE_BENCH_PHOTOS") or real / "photos").glob("*.*"))
         calib_dir, eval_dir = tmp / "photos-calib", tmp / "photos-eval"
         for i, p in enumerate(photos):
             folder = calib_dir if i % 2 == 0 else eval_dir
@@ -231,9 +232,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cvtune-bench-compress-") as tmp:
         tmp = Path(tmp)
         todo, skipped = cases(tmp, set(args.models))
-        results = [(case, run_case(case, tmp, targets, settings)) for case in todo]
-    for case, rows in results:
-        print_case(case, rows)
+        for case in todo:  # each table is printed as soon as its model is done
+            try:
+                print_case(case, run_case(case, tmp, targets, settings))
+            except CvtuneError as exc:
+                console.print(f"[red]{case.name} failed:[/] {exc}")
     for line in skipped:
         console.print(f"skipped: {line}")
     console.print("[dim]Wall-clock p50 on a shared machine is noisy; each ratio pairs the original and the candidate "

@@ -32,7 +32,7 @@ from ..files import write_json
 from .agreement import agreement_for, output_nmse
 from .channels import IMPORTANCE, _measured_tensors, channel_activation_means, cut_channels
 from .cost import cache_dir, keep_fraction
-from .graph import GraphIndex, ort_session, prepare, run_tensors
+from .graph import GraphIndex, ort_session, prepare, run_tensors, tensor_types, value_info
 from .plan import ChannelGroup, GraphChannels, PruningPlan, analyze_channels
 from .reconstruct import reconstruct, refit_tensors
 
@@ -174,9 +174,10 @@ def _suffix_model(model: onnx.ModelProto, seeds: set[str], outputs: Sequence[str
     del sub.graph.node[:]
     sub.graph.node.extend(nodes)
     del sub.graph.input[:]
-    sub.graph.input.extend(onnx.helper.make_tensor_value_info(b, onnx.TensorProto.FLOAT, None) for b in boundary)
+    types = tensor_types(model)
+    sub.graph.input.extend(value_info(b, types) for b in boundary)
     del sub.graph.output[:]
-    sub.graph.output.extend(onnx.helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outs)
+    sub.graph.output.extend(value_info(o, types) for o in outs)
     del sub.graph.value_info[:]
     drop_unused_initializers(sub)
     return sub, boundary, outs

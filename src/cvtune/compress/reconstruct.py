@@ -256,7 +256,7 @@ def _unchanged(work: onnx.ModelProto, plan: PruningPlan, activations: Mapping[st
 
 def _run_from(work: onnx.ModelProto, feeds: Mapping[str, Sequence[np.ndarray]], outputs: list[str]):
     """Yield {output: value} per image, computing `outputs` from the `feeds` tensors (graph cut there)."""
-    from .graph import drop_unused_initializers, ort_session
+    from .graph import drop_unused_initializers, ort_session, tensor_types, value_info
 
     producer = {o: n for n in work.graph.node for o in n.output if o}
     inits = {t.name for t in work.graph.initializer}
@@ -288,9 +288,10 @@ def _run_from(work: onnx.ModelProto, feeds: Mapping[str, Sequence[np.ndarray]], 
     del sub.graph.node[:]
     sub.graph.node.extend(nodes)
     del sub.graph.input[:]
-    sub.graph.input.extend(onnx.helper.make_tensor_value_info(i, onnx.TensorProto.FLOAT, None) for i in inputs)
+    types = tensor_types(work)
+    sub.graph.input.extend(value_info(i, types) for i in inputs)
     del sub.graph.output[:]
-    sub.graph.output.extend(onnx.helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outputs)
+    sub.graph.output.extend(value_info(o, types) for o in outputs)
     del sub.graph.value_info[:]
     drop_unused_initializers(sub)
     session = ort_session(sub)
