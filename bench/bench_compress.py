@@ -2,8 +2,8 @@
 speed-up, per model, all measured in one run.
 
 For each model: the cost of every channel group is measured per layer on ONNX Runtime and OpenCV (new engine)
-(cvtune.compress.cost), sensitivity curves with reconstruction on 4 calibration images at up to 480 px
-(cvtune.compress.curves),
+(cvtune.compress.cost), sensitivity curves with reconstruction on 4 calibration images at up to 480 px (more for
+small inputs: the same pixel budget; cvtune.compress.curves),
 then allocations for a few latency targets (the channel_allocate pass's computation), and for each one the uniform
 ratio the same cost model predicts to be as fast. Every model is rebuilt with least-squares reconstruction on 8
 calibration images at up to 736 px (what the search's passes use), then measured:
@@ -39,7 +39,7 @@ from cvtune import zoo
 from cvtune.bench import BenchSettings, measure
 from cvtune.compress import ChannelConfig, latency_allocation, prune_channels, verify_allocation
 from cvtune.compress.agreement import agreement_for
-from cvtune.compress.curves import evaluate_model
+from cvtune.compress.curves import evaluate_model, sample_count
 from cvtune.console import console
 from cvtune.data.calibration import CalibrationNeed, calibration_set
 from cvtune.data.synth import SynthConfig, generate_text_set
@@ -150,8 +150,9 @@ def run_case(case: Case, tmp: Path, targets: tuple[float, ...], settings: BenchS
     calibration = calibration_set(case.path, case.calib_dir, CalibrationNeed(CALIB_IMAGES, max_side=CALIB_SIDE),
                                   task=case.task, task_options=case.task_options)
     calib = calibration.tensors()
-    sample = calibration_set(case.path, case.calib_dir, CalibrationNeed(SAMPLE, max_side=SAMPLE_SIDE), task=case.task,
-                             task_options=case.task_options).tensors()
+    small = (*calib[0].shape[:2], *(min(d, SAMPLE_SIDE) for d in calib[0].shape[2:]))
+    need = CalibrationNeed(sample_count(small, base=SAMPLE, side=SAMPLE_SIDE), max_side=SAMPLE_SIDE)
+    sample = calibration_set(case.path, case.calib_dir, need, task=case.task, task_options=case.task_options).tensors()
     configs: list[tuple[str, ChannelConfig, dict]] = []
     for i, target in enumerate(targets):  # the channel_allocate pass's computation (profiles, curves cached)
         found = latency_allocation(original, sample, target=target, cost_shape=case.shape, task=case.task,

@@ -37,7 +37,7 @@ from .plan import ChannelGroup, GraphChannels, PruningPlan, analyze_channels
 from .reconstruct import reconstruct, refit_tensors
 
 __all__ = ["CurvePoint", "GroupCurve", "ChannelCurves", "channel_curves", "DEFAULT_LEVELS", "single_group_plan",
-           "evaluate_model"]
+           "evaluate_model", "sample_count"]
 
 DEFAULT_LEVELS = (0.25, 0.5, 0.75)
 FORMAT = "cvtune-channel-curves/1"
@@ -188,6 +188,14 @@ def evaluate_model(model: onnx.ModelProto, calib: Sequence[np.ndarray]) -> list[
     session = ort_session(model)
     name = session.get_inputs()[0].name
     return [list(session.run(None, {name: np.ascontiguousarray(x, np.float32)})) for x in calib]
+
+
+def sample_count(shape: tuple[int, ...], *, base: int = 4, side: int = 480, cap: int = 64) -> int:
+    """How many calibration images the curves need for an input of `shape`: `base` images of `side` x `side`
+    pixels' worth, so small inputs (a 48 x 320 text line, a 224 classifier crop) get more images for the same
+    cost: 4 text lines cannot show a recognizer's damage (measured: all cuts looked free on PP-OCR rec)."""
+    pixels = max(1, int(np.prod(shape[2:])))
+    return int(min(cap, max(base, base * side * side // pixels)))
 
 
 def _tensors_key(calib: Sequence[np.ndarray]) -> str:

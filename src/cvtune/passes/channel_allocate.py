@@ -40,7 +40,7 @@ class ChannelAllocate(Pass):
     levels: tuple[float, ...] = (0.25, 0.5, 0.75)
     importance: str = "activation"
     round_to: int = 8
-    sample: int = 4  # calibration images the sensitivity curves are measured on
+    sample: int = 4  # calibration images (of 480 x 480 pixels' worth; smaller inputs get more) for the curves
     sample_side: int = 480  # ... downscaled to this longest side (fully convolutional models): curves rank cuts,
     #                         they need not be measured at full resolution, and must fit in a trial's timeout
 
@@ -75,10 +75,17 @@ class ChannelAllocate(Pass):
         settings, because the measured profiles and curves it comes from are cached on disk."""
         return self._allocate(model, ctx, self.max_drop)
 
+    def _sample_need(self, ctx: BuildContext) -> CalibrationNeed:
+        from ..compress.curves import sample_count
+
+        full = tuple(ctx.calibrate(self.calibration()).head(1)[0].shape)
+        small = (*full[:2], *(min(d, self.sample_side) for d in full[2:]))
+        return CalibrationNeed(sample_count(small, base=self.sample, side=self.sample_side), max_side=self.sample_side)
+
     def _allocate(self, model: onnx.ModelProto, ctx: BuildContext, max_drop: float | None) -> Any:
         from ..compress import latency_allocation
 
-        calibration = ctx.calibrate(CalibrationNeed(self.sample, max_side=self.sample_side))
+        calibration = ctx.calibrate(self._sample_need(ctx))
         calib = calibration.tensors()
         full = tuple(ctx.calibrate(self.calibration()).head(1)[0].shape)
         cost_shape = (1, full[1], *ctx.static_size) if ctx.static_size else (
@@ -94,7 +101,7 @@ class ChannelAllocate(Pass):
 
         allocation = plan if plan is not None else self.plan(model, ctx)
         calib = ctx.calibrate(self.calibration()).tensors()
-        sample = ctx.calibrate(CalibrationNeed(self.sample, max_side=self.sample_side))
+        sample = ctx.calibrate(self._sample_need(ctx))
         tries = []
         while True:
             if not allocation.ratios:
