@@ -411,8 +411,43 @@ def test_protect_tail_leaves_the_layers_nearest_the_output_dense():
     model = net.build(net.conv(c, 4))
     names = [n.name for n in model.graph.node if n.op_type == "Conv"]
     config = ChannelConfig(ratio=0.5, reconstruct=False, protect_tail=2)
-    assert config.skipped_layers(model) == tuple(names[-2:])
     pruned, report = prune_channels(model, config, input_shape=(1, 3, 16, 16))
     kept = {g.name: g.kept for g in report.plan.groups}
     assert kept == {names[0]: 4, names[1]: 6, names[2]: 6}  # the third conv (6 channels) stays whole
+    assert "last 2 weighted layers" in report.plan.group(names[2]).note
     assert weight_shapes(pruned)[names[2]] == (6, 6, 3, 3)
+
+
+def _renamed(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for node, name in zip(out.graph.node, names, strict=True):
+        node.name = name
+    return out
+
+
+@pytest.mark.parametrize("style", ["empty", "lower-case", "duplicate", "arbitrary"])
+def test_pruning_never_depends_on_how_the_nodes_are_named(style, tmp_path):
+    # issue 11: a classifier with lower-case (or no) node names made every search candidate fail with
+    # "unknown channel group 'conv_87'". The same 4-conv chain, named four ways, prunes the same way.
+    from cvtune.passes import BuildContext, ChannelPrune
+
+    net = Net()
+    a = net.act(net.conv("x", 8))
+    b = net.act(net.conv(a, 12))
+    c = net.act(net.conv(b, 6))
+    base = net.build(net.conv(c, 4))
+    n = len(base.graph.node)
+    names = {"empty": [""] * n, "lower-case": [f"conv_{80 + i}" for i in range(n)],
+             "duplicate": ["layer"] * n, "arbitrary": [f"{i}/räbbit:{i * 7}" for i in range(n)]}[style]
+    model = _renamed(base, names)
+    pruned, report = prune_channels(model, ChannelConfig(ratio=0.5, reconstruct=False, protect_tail=2),
+                                    input_shape=(1, 3, 16, 16))
+    assert sorted(g.kept for g in report.plan.groups) == [4, 6, 6]  # the third conv's group stays whole
+    out = ChannelPrune(0.5, importance="l1", protect_tail=2, reconstruct=False).apply(
+        model, BuildContext((1, 3, 16, 16), tmp_path))
+    assert out.info["channels_pruned"] == report.plan.channels_pruned == 4 + 6
+    # a group can be skipped by its producer's output tensor, whatever the node is called
+    second_conv_output = [nd for nd in model.graph.node if nd.op_type == "Conv"][1].output[0]
+    plan = plan_channels(model, ratio=0.5, input_shape=(1, 3, 16, 16), skip=[second_conv_output])
+    assert sorted(g.kept for g in plan.groups) == [3, 4, 12]

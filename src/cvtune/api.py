@@ -108,8 +108,8 @@ def optimize(model: PathLike, data: PathLike, *, task: str | type[Task] | None =
     configuration is the fastest within the budget on it: every candidate (and the model as given) is scored with it
     instead of the task's metric. `advanced`: OptimizeConfig fields (task_options such as {"decoder": "blazeface"},
     objective, seed, eval_images, max_trials, calib_images, strategy, eval_workers, ...) and SpaceConfig fields
-    (threads, input_scales, batches, instances, ...). Returns an OptimizeResult (exit_code 0 when an improvement within the budget was found, 3 when the
-    model as given is the answer)."""
+    (threads, input_scales, batches, instances, ...). Returns an OptimizeResult (exit_code 0 when an
+    improvement within the budget was found, 3 when the model as given is the answer)."""
     from .report import write_report
     from .search import OptimizeConfig
     from .search import optimize as run_search

@@ -21,15 +21,22 @@ from ._options import (
 )
 
 
-def _check_options(method: str, sparsity, threshold, ratio, importance, allocation, calib) -> None:
+def _check_options(method: str, sparsity, threshold, ratio, importance, allocation, calib,
+                   save_latency=None) -> None:
     from ..errors import UsageError
 
     if method == "channel":
         if sparsity is not None or threshold is not None:
             raise UsageError("--method channel removes whole channels: give --ratio R (not --sparsity/--threshold)")
-        if ratio is None and allocation is None:
-            raise UsageError("--method channel needs --ratio R in (0, 1), e.g. --ratio 0.3")
+        if save_latency is not None and (ratio is not None or allocation is not None):
+            raise UsageError("--save-latency chooses every group's ratio itself; drop --ratio/--allocation")
+        if save_latency is not None and calib is None:
+            raise UsageError("--save-latency measures how much each cut hurts on calibration images: add --calib DIR")
+        if ratio is None and allocation is None and save_latency is None:
+            raise UsageError("--method channel needs --ratio R in (0, 1), e.g. --ratio 0.3 (or --save-latency 0.3)")
     else:
+        if save_latency is not None:
+            raise UsageError("--save-latency is for --method channel")
         if ratio is not None:
             raise UsageError(f"--ratio is for --method channel; --method {method} takes "
                              f"{'--threshold T' if method == 'threshold' else '--sparsity S'}")
@@ -100,6 +107,12 @@ def register(app: typer.Typer) -> None:
                                        "sparsity) and write nothing."),
         seed: int = typer.Option(0, "--seed", help="Seed for random pruning and the reconstruction's row sampling."),
         force: bool = FORCE,
+        save_latency: float = typer.Option(None, "--save-latency", help="channel: latency-driven allocation: "
+                                           "save this fraction of the latency (e.g. 0.3) at the least damage, "
+                                           "per-group ratios from each group's measured cost on --cost-runtimes "
+                                           "and its sensitivity on --calib images (cached)."),
+        cost_runtimes: str = typer.Option("ort,opencv", "--cost-runtimes", help="With --save-latency: runtimes "
+                                          "whose per-layer profile prices each group (comma-separated)."),
         as_json: bool = JSON,
     ) -> None:
         """Prune a model. Unstructured methods zero weights (the file compresses better; dense kernels are NOT
@@ -113,7 +126,7 @@ def register(app: typer.Typer) -> None:
 
         if method not in PRUNE_METHODS:
             raise UsageError(f"unknown method '{method}'; choose one of: {', '.join(PRUNE_METHODS)}")
-        _check_options(method, sparsity, threshold, ratio, importance, allocation, calib)
+        _check_options(method, sparsity, threshold, ratio, importance, allocation, calib, save_latency)
         if output is None and not plan_only:
             raise UsageError("give -o OUT.onnx for the pruned model (or --plan to only print the plan)")
         if output is not None and not plan_only:
@@ -128,6 +141,23 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--task/--task-option/--preprocess say how --calib images are preprocessed; add --calib "
                              "DIR")
         levels = _allocation(allocation, method)
+        calibration = None
+        if calib is not None:
+            calibration = calibration_set(model, calib, CalibrationNeed(count=calib_size), task=task,
+                                          task_options=options, input_shape=shape, preprocessing=preprocess)
+            warn_if_guessed(calibration.preprocessing, model, preprocess)
+        latency = None
+        round_to = round_to if save_latency is None else max(round_to, 8)
+        if save_latency is not None:
+            from ..compress.allocate import latency_allocation
+            from ..model import load_onnx
+
+            runtimes = tuple(r.strip() for r in cost_runtimes.split(",") if r.strip())
+            latency = latency_allocation(load_onnx(model), calibration.head(4), target=save_latency,
+                                         runtimes=runtimes, cost_shape=shape, task=task, round_to=round_to)
+            levels = dict(latency.allocation.ratios)
+            if not levels:
+                raise UsageError("no channel group is worth cutting for that latency saving on this model")
         if method == "channel":
             importance = importance or ("activation" if calib else "l1")
             config = ChannelConfig(ratio=ratio, ratios=tuple(levels.items()), importance=importance,
@@ -141,11 +171,6 @@ def register(app: typer.Typer) -> None:
                                     skip_first=skip_first, skip_last=skip_last, skip=tuple(skip or ()),
                                     layer_sparsity=tuple(levels.items()), seed=seed)
         target = None if plan_only else output
-        calibration = None
-        if calib is not None:
-            calibration = calibration_set(model, calib, CalibrationNeed(count=calib_size), task=task,
-                                          task_options=options, input_shape=shape, preprocessing=preprocess)
-            warn_if_guessed(calibration.preprocessing, model, preprocess)
         if method == "channel" and target is not None and config.reconstruct and not as_json:
             with progress() as bar:
                 job = bar.add_task("reconstruct", total=None, rate="")
@@ -158,10 +183,14 @@ def register(app: typer.Typer) -> None:
         else:
             report = prune_file(model, target, config, calibration=calibration, input_shape=shape)
         data = {"input": str(model), "output": None if target is None else str(target), **report.to_dict()}
+        if latency is not None:
+            data["allocation"] = latency.allocation.to_dict()
         if as_json:
             print_json("prune", data)
             return
         _print_report(report, target)
+        if latency is not None:
+            console.print(f"latency-driven allocation: {latency.allocation.describe()}")
 
 
 def _print_report(report, output: Path | None) -> None:

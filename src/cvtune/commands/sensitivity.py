@@ -33,6 +33,25 @@ def _levels(text: str | None) -> tuple[float, ...] | None:
         raise UsageError(f"bad --levels '{text}': expected fractions joined by commas, e.g. 0.3,0.5,0.7") from None
 
 
+def _measured_costs(result, model: Path, runtimes: str, shape):
+    """The result with each group's cost = microseconds that scale with it, averaged over `runtimes`."""
+    from dataclasses import replace
+
+    from ..compress.channels import probe_shape
+    from ..compress.cost import profile_cost
+    from ..errors import UsageError
+    from ..model import load_onnx
+
+    proto = load_onnx(model)
+    shape = shape or probe_shape(model)
+    if not shape or len(shape) != 4:
+        raise UsageError("--cost needs the input shape to profile at: give --input-shape NxCxHxW")
+    costs = [profile_cost(proto, rt.strip(), tuple(shape)) for rt in runtimes.split(",") if rt.strip()]
+    curves = tuple(replace(c, cost=int(round(1000 * sum(m.group_cost(c.name) for m in costs) / len(costs))))
+                   for c in result.curves)
+    return replace(result, curves=curves)
+
+
 def register(app: typer.Typer) -> None:
     from ..compress.prune import ChannelConfig
     from ..compress.sensitivity import SENSITIVITY_METHODS
@@ -62,6 +81,9 @@ def register(app: typer.Typer) -> None:
         max_drop: str = max_drop_option(None),
         force: bool = typer.Option(False, "--force", help="Start over: replace an existing -o file instead of "
                                    "resuming from the curves it holds."),
+        cost: str = typer.Option(None, "--cost", help="channel: price each group by its measured latency on these "
+                                 "runtimes (per-layer profile, e.g. ort,opencv; cached) instead of FLOPs, so "
+                                 "--max-drop allocates where the most time is saved."),
         as_json: bool = JSON,
     ) -> None:
         """Measure how much the metric drops when each layer alone is pruned at several levels, save the curves,
@@ -97,18 +119,23 @@ def register(app: typer.Typer) -> None:
         resolved = resolve_task(task, model, **(dict(options, reference_model=str(model)) if task == "fidelity"
                                                 else options))
         warn_if_guessed(resolved.preprocessing, model, preprocess)
+        if cost and method != "channel":
+            raise UsageError("--cost prices channel groups: use it with --method channel")
         calib_tensors = None
         if calib is not None:
             if method != "channel":
                 raise UsageError("--calib is for --method channel (reconstruction after each cut)")
             calibration = calibration_set(model, calib, CalibrationNeed(count=calib_size), task=task,
-                                          task_options=options, input_shape=shape)
+                                          task_options=options, input_shape=shape, preprocessing=preprocess)
             calib_tensors = calibration.tensors()  # every point refits on all of them
         extra = {"calib": calib_tensors, "calib_id": str(calib.resolve()) if calib else ""}
         with output_lock(out):
             if force and out.exists():
                 out.unlink()  # start over (the curves are rewritten as they are measured)
             result = _analyze(model, data, task, method, levels, rt, limit, out, options, layer, as_json, extra)
+            if cost:
+                result = _measured_costs(result, model, cost, shape)
+                write_json(out, result.to_dict(), schema="sensitivity")
             if budget is not None:
                 result = replace(result, allocation=allocate(result, budget), budget=budget)
                 write_json(out, result.to_dict(), schema="sensitivity")

@@ -24,7 +24,7 @@ from .graph import GraphIndex, drop_unused_initializers, prepare, run_tensors, s
 from .plan import ChannelGroup, GraphChannels, PruningPlan, analyze_channels
 
 __all__ = ["IMPORTANCE", "plan_channels", "cut_channels", "tensor_keeps", "channel_activation_means",
-           "probe_shape", "check_pruned"]
+           "probe_shape", "check_pruned", "group_aliases", "tail_layers"]
 
 ScoreFn = Callable[[GraphIndex, ChannelGroup, dict[str, np.ndarray]], tuple[np.ndarray, str]]
 
@@ -112,9 +112,13 @@ def _keep_count(channels: int, ratio: float, round_to: int) -> int:
 def plan_channels(model: onnx.ModelProto | str | os.PathLike[str], *, ratio: float | None = None,
                   ratios: dict[str, float] | None = None, importance: str = "l1",
                   calib: Sequence[np.ndarray] | None = None, input_shape: tuple[int, ...] | None = None,
-                  skip: Sequence[str] = (), round_to: int = 1) -> PruningPlan:
+                  skip: Sequence[str] = (), protect_tail: int = 0, round_to: int = 1) -> PruningPlan:
     """Analyze, score and choose the channels each group keeps. `ratio` applies to every prunable group, `ratios`
-    (group or producer name -> ratio) overrides it per group. Nothing is cut here: see cut_channels."""
+    (group or producer name -> ratio) overrides it per group; `skip` names groups to leave dense, and
+    `protect_tail` leaves dense the groups produced by the last N Conv/ConvTranspose layers (found by position,
+    never by name). Names may be group names, producer node names, or a producer's output tensor name, so a model
+    whose nodes have no names, duplicate names or any spelling works the same. Nothing is cut here: see
+    cut_channels."""
     if importance not in IMPORTANCE:
         raise UsageError(f"unknown importance '{importance}'; choose one of: {', '.join(IMPORTANCE)}")
     for value in [ratio, *(ratios or {}).values()]:
@@ -125,11 +129,16 @@ def plan_channels(model: onnx.ModelProto | str | os.PathLike[str], *, ratio: flo
         raise UsageError("channel pruning needs a ratio in (0, 1), e.g. 0.3")
     if round_to < 1:
         raise UsageError(f"round_to must be >= 1 (got {round_to})")
+    if protect_tail < 0:
+        raise UsageError(f"protect_tail must be >= 0 (got {protect_tail})")
     original = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
     work = prepare(original)
     shape = input_shape or probe_shape(model)
     analysis = analyze_channels(work, input_shape=shape)
-    _check_names(analysis, skip, ratios or {})
+    aliases = group_aliases(original, work, analysis)
+    skip = [_resolve(aliases, analysis, n) for n in skip]
+    ratios = {_resolve(aliases, analysis, n): r for n, r in (ratios or {}).items()}
+    protected = set(tail_layers(work, protect_tail))
     index = GraphIndex(work)
     stats: dict[str, np.ndarray] = {}
     if importance == "activation":
@@ -142,6 +151,9 @@ def plan_channels(model: onnx.ModelProto | str | os.PathLike[str], *, ratio: flo
         names = {g.name, *g.producers}
         if names & set(skip):
             groups.append(replace(g, note="skipped by name"))
+            continue
+        if names & protected:
+            groups.append(replace(g, note=f"left dense: produced by one of the last {protect_tail} weighted layers"))
             continue
         r = next((ratios[n] for n in (g.name, *g.producers) if ratios and n in ratios), ratio)
         if r is None:
@@ -166,14 +178,44 @@ def probe_shape(model) -> tuple[int, ...] | None:
         return None
 
 
-def _check_names(analysis: GraphChannels, skip: Sequence[str], ratios: dict[str, float]) -> None:
+def tail_layers(work: onnx.ModelProto, count: int) -> tuple[str, ...]:
+    """Names (in the prepared graph) of the last `count` Conv/ConvTranspose nodes in graph order."""
+    if count <= 0:
+        return ()
+    weighted = [n.name for n in work.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    return tuple(weighted[-count:])
+
+
+def group_aliases(original: onnx.ModelProto, work: onnx.ModelProto, analysis: GraphChannels) -> dict[str, str]:
+    """Every name a user or a caller may use for a producer -> its name in the prepared graph: the prepared node
+    name, the node's first output tensor (unique in any valid graph, kept by `prepare`), and the original node
+    name when it was non-empty and unique. Node names are whatever the exporter wrote (or nothing), so nothing
+    else may rely on them."""
+    by_output = {n.output[0]: n.name for n in work.graph.node if n.output}
+    aliases: dict[str, str] = {}
+    for n in work.graph.node:
+        aliases[n.name] = n.name
+        if n.output and n.output[0]:
+            aliases.setdefault(n.output[0], n.name)
+    counts: dict[str, int] = {}
+    for n in original.graph.node:
+        counts[n.name] = counts.get(n.name, 0) + 1
+    for n in original.graph.node:
+        if n.name and counts[n.name] == 1 and n.output and n.output[0] in by_output:
+            aliases.setdefault(n.name, by_output[n.output[0]])
+    return aliases
+
+
+def _resolve(aliases: dict[str, str], analysis: GraphChannels, name: str) -> str:
+    """A group or producer name as the planner knows it, or a UsageError listing the valid ones."""
     known = {n for g in analysis.groups for n in (g.name, *g.producers)}
     known |= {n for s in analysis.skipped for n in (s.name, *s.producers)}
-    for name in [*skip, *ratios]:
-        if name not in known:
-            shown = ", ".join(g.name for g in analysis.groups[:6]) + (", ..." if len(analysis.groups) > 6 else "")
-            raise UsageError(f"unknown channel group '{name}'; prunable groups are named after their first "
-                             f"producer: {shown or '(none)'}")
+    resolved = aliases.get(name, name)
+    if resolved not in known:
+        shown = ", ".join(g.name for g in analysis.groups[:6]) + (", ..." if len(analysis.groups) > 6 else "")
+        raise UsageError(f"unknown channel group '{name}'; prunable groups are named after their first "
+                         f"producer (node name, or its output tensor): {shown or '(none)'}")
+    return resolved
 
 
 def _with_costs(original: onnx.ModelProto, plan: PruningPlan) -> PruningPlan:

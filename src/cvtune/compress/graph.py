@@ -108,6 +108,25 @@ def drop_unused_initializers(proto: onnx.ModelProto) -> None:
     proto.graph.initializer.extend(keep)
 
 
+def tensor_types(proto: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every tensor of the graph (inferred; FLOAT where inference cannot tell): sub-graphs cut at
+    shape computations (int64) must declare their inputs and outputs with the right type."""
+    types = {t.name: t.data_type for t in proto.graph.initializer}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # noqa: BLE001 - an unusual graph: fall back to what it declares
+        inferred = proto
+    for v in [*inferred.graph.input, *inferred.graph.output, *inferred.graph.value_info]:
+        if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type:
+            types[v.name] = v.type.tensor_type.elem_type
+    return types
+
+
+def value_info(name: str, types: dict[str, int]) -> onnx.ValueInfoProto:
+    """A shapeless value info of the tensor's own element type (FLOAT when unknown)."""
+    return onnx.helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), None)
+
+
 def subgraph_to(proto: onnx.ModelProto, outputs: Iterable[str]) -> onnx.ModelProto:
     """A copy holding only the nodes needed to compute `outputs`, which become the graph's outputs."""
     outputs = list(dict.fromkeys(outputs))
@@ -130,7 +149,8 @@ def subgraph_to(proto: onnx.ModelProto, outputs: Iterable[str]) -> onnx.ModelPro
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     del out.graph.output[:]
-    out.graph.output.extend(onnx.helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outputs)
+    types = tensor_types(proto)
+    out.graph.output.extend(value_info(o, types) for o in outputs)
     del out.graph.value_info[:]
     drop_unused_initializers(out)
     return out

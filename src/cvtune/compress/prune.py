@@ -62,13 +62,6 @@ class ChannelConfig:
         if self.protect_tail < 0:
             raise UsageError(f"protect_tail must be >= 0 (got {self.protect_tail})")
 
-    def skipped_layers(self, model: onnx.ModelProto) -> tuple[str, ...]:
-        """`skip` plus the names of the last `protect_tail` Conv/ConvTranspose layers in graph order."""
-        if not self.protect_tail:
-            return tuple(self.skip)
-        weighted = [n.name or n.output[0] for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
-        return tuple(self.skip) + tuple(weighted[-self.protect_tail:])
-
     @property
     def needs_calibration(self) -> bool:
         return self.reconstruct or self.importance == "activation"
@@ -103,7 +96,8 @@ def prune_channels(model: onnx.ModelProto | str | os.PathLike[str], config: Chan
     shape = input_shape or (tuple(calib[0].shape) if calib else probe_shape(model))
     plan = plan_channels(original, ratio=config.ratio,
                          ratios=dict(config.ratios), importance=config.importance, calib=calib,
-                         input_shape=shape, skip=config.skipped_layers(original), round_to=config.round_to)
+                         input_shape=shape, skip=config.skip, protect_tail=config.protect_tail,
+                         round_to=config.round_to)
     if plan.channels_pruned == 0:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in plan.skipped[:3]) or "no Conv layer opens a group"
         raise ModelError(f"no channel group can be pruned safely ({reasons}); print the plan to see every group")
@@ -139,7 +133,7 @@ def prune_file(model_path: str | os.PathLike[str], output: str | os.PathLike[str
         plan = plan_channels(model_path, ratio=config.ratio, ratios=dict(config.ratios),
                              importance=config.importance, calib=calib,
                              input_shape=input_shape or (tuple(calib[0].shape) if calib else None),
-                             skip=config.skipped_layers(load_onnx(model_path)), round_to=config.round_to)
+                             skip=config.skip, protect_tail=config.protect_tail, round_to=config.round_to)
         size = Path(model_path).stat().st_size
         return ChannelReport(plan, None, size, size, len(calib) if calib else 0, provenance)
     proto, report = prune_channels(model_path, config, calib=calib, input_shape=input_shape, on_wave=on_wave)

@@ -12,7 +12,7 @@ convs after a global pool) get a bias-only correction (the mean output shift of 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from .channels import tensor_keeps
 from .graph import GraphIndex, node_attr, prepare, run_tensors
 from .plan import PruningPlan
 
-__all__ = ["LayerFit", "ReconstructionReport", "reconstruct"]
+__all__ = ["LayerFit", "ReconstructionReport", "reconstruct", "refit_tensors"]
 
 
 @dataclass(frozen=True)
@@ -129,17 +129,9 @@ def _rel_error(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.linalg.norm(pred - target) / (np.linalg.norm(target) + 1e-12))
 
 
-def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, plan: PruningPlan,
-                batches: Sequence[np.ndarray], *, ridge: float = 1e-2, max_rows: int = 8192, seed: int = 0,
-                on_wave: Callable[[int, int], None] | None = None) -> tuple[onnx.ModelProto, ReconstructionReport]:
-    """Refit the consumers of cut channels in `pruned` (made by cut_channels(original, plan)) so their outputs
-    match the original's on `batches` (each (1, C, H, W) float32). Returns a new model and per-layer errors."""
-    reference = prepare(original)
-    work = onnx.ModelProto()
-    work.CopyFrom(pruned)
-    index = GraphIndex(work)
+def _plan_targets(index: GraphIndex, plan: PruningPlan, order: dict[str, int]) -> list[_Target]:
+    """The consumer layers whose input channels the plan cuts, in graph order."""
     keeps, full = tensor_keeps(plan)
-    order = {n.name: i for i, n in enumerate(work.graph.node)}
     names = {e.node for g in plan.groups for e in g.edits if e.role == "consumer"}
     names |= {e.node for c in plan.composites for e in c.edits if e.role == "consumer"}
     targets: list[_Target] = []
@@ -156,49 +148,161 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, plan: Prunin
         keep_out = keeps[y] if y in keeps and len(keeps[y]) < full[y] else None
         targets.append(_Target(name, node.op_type, x, y, keep_out, kernel, strides, pads, dilations, [], [], [],
                                why))
+    return targets
+
+
+def _add_target_rows(t: _Target, y: np.ndarray, rng: np.random.Generator, per_image: int) -> None:
+    """Sample output positions of one image's original output `y` (C, H, W) and keep the target rows there."""
+    if t.op_type == "ConvTranspose":
+        s = t.strides
+        grid_h, grid_w = y.shape[1] // s[0], y.shape[2] // s[1]
+    else:
+        grid_h, grid_w = y.shape[1], y.shape[2]
+    count = min(grid_h * grid_w, per_image)
+    pos = np.sort(rng.choice(grid_h * grid_w, size=count, replace=False))
+    t.positions.append(pos)
+    if t.keep_out is not None:
+        y = y[t.keep_out]
+    if t.op_type == "ConvTranspose":
+        (kh, kw), (sh, sw) = t.kernel, t.strides
+        blocks = y.reshape(y.shape[0], grid_h, sh, grid_w, sw)[:, :, :kh, :, :kw]
+        blocks = blocks.transpose(1, 3, 0, 2, 4).reshape(grid_h * grid_w, -1)
+        t.y_rows.append(blocks[pos].astype(np.float64))
+    else:
+        t.y_rows.append(y.reshape(y.shape[0], -1)[:, pos].T.astype(np.float64))
+
+
+def _add_input_rows(t: _Target, x: np.ndarray, img: int) -> None:
+    """The layer's input rows (im2col patches, or pixels for ConvTranspose) of one image `x` (C, H, W)."""
+    pos = t.positions[img]
+    if t.op_type == "ConvTranspose":
+        t.a_rows.append(x.reshape(x.shape[0], -1)[:, pos].T.astype(np.float64))
+    else:
+        out_w = _out_size(x.shape[2], t.kernel[1], t.strides[1], t.pads[1] + t.pads[3], t.dilations[1])
+        t.a_rows.append(_patches(x, t, pos, out_w).astype(np.float64))
+
+
+def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, plan: PruningPlan,
+                batches: Sequence[np.ndarray], *, ridge: float = 1e-2, max_rows: int = 8192, seed: int = 0,
+                on_wave: Callable[[int, int], None] | None = None,
+                activations: Mapping[str, Sequence[np.ndarray]] | None = None, ridge_search: bool = False
+                ) -> tuple[onnx.ModelProto, ReconstructionReport]:
+    """Refit the consumers of cut channels in `pruned` (made by cut_channels(original, plan)) so their outputs
+    match the original's on `batches` (each (1, C, H, W) float32). Returns a new model and per-layer errors.
+
+    `activations` (tensor name -> the original model's value per batch, full channels) saves model runs: targets
+    come from it, the first wave's inputs are its kept channels (exact: nothing upstream changed), and later waves
+    run only the graph between the tensors the cut leaves unchanged and their inputs. Sensitivity analysis refits
+    hundreds of single-group cuts from one set (see refit_tensors for what it must hold). `ridge_search` tries
+    ridge/10, ridge and ridge*10 per layer and keeps the one with the smallest held-out error."""
+    reference = prepare(original)
+    work = onnx.ModelProto()
+    work.CopyFrom(pruned)
+    index = GraphIndex(work)
+    order = {n.name: i for i, n in enumerate(work.graph.node)}
+    targets = _plan_targets(index, plan, order)
     fits: list[LayerFit] = []
     active = [t for t in targets if not t.skip]
     n_images = len(batches)
     per_image = max(1, math.ceil(max_rows / max(n_images, 1)))
     rng = np.random.default_rng(seed)
+    activations = activations or {}
     # Targets from the original model, at sampled positions.
-    for values in run_tensors(reference, [t.y for t in active], batches):
+    missing = [t.y for t in active if t.y not in activations]
+    runs = run_tensors(reference, missing, batches) if missing else iter(dict() for _ in batches)
+    for img, values in enumerate(runs):
         for t in active:
-            y = values[t.y][0]
-            if t.op_type == "ConvTranspose":
-                s = t.strides
-                grid_h, grid_w = y.shape[1] // s[0], y.shape[2] // s[1]
-            else:
-                grid_h, grid_w = y.shape[1], y.shape[2]
-            count = min(grid_h * grid_w, per_image)
-            pos = np.sort(rng.choice(grid_h * grid_w, size=count, replace=False))
-            t.positions.append(pos)
-            if t.keep_out is not None:
-                y = y[t.keep_out]
-            if t.op_type == "ConvTranspose":
-                (kh, kw), (sh, sw) = t.kernel, t.strides
-                blocks = y.reshape(y.shape[0], grid_h, sh, grid_w, sw)[:, :, :kh, :, :kw]
-                blocks = blocks.transpose(1, 3, 0, 2, 4).reshape(grid_h * grid_w, -1)
-                t.y_rows.append(blocks[pos].astype(np.float64))
-            else:
-                t.y_rows.append(y.reshape(y.shape[0], -1)[:, pos].T.astype(np.float64))
+            y = activations[t.y][img] if t.y in activations else values[t.y]
+            _add_target_rows(t, y[0], rng, per_image)
     waves = _waves(work, active)
+    keeps, _ = tensor_keeps(plan)
+    feeds = _unchanged(work, plan, activations) if activations else {}
     for w_i, wave in enumerate(waves):
         if on_wave:
             on_wave(w_i, len(waves))
-        for img, values in enumerate(run_tensors(work, [t.x for t in wave], batches)):
-            for t in wave:
-                x = values[t.x][0]
-                pos = t.positions[img]
-                if t.op_type == "ConvTranspose":
-                    t.a_rows.append(x.reshape(x.shape[0], -1)[:, pos].T.astype(np.float64))
-                else:
-                    out_w = _out_size(x.shape[2], t.kernel[1], t.strides[1], t.pads[1] + t.pads[3],
-                                      t.dilations[1])
-                    t.a_rows.append(_patches(x, t, pos, out_w).astype(np.float64))
+        if w_i == 0 and all(t.x in activations for t in wave):
+            for img in range(n_images):
+                for t in wave:
+                    _add_input_rows(t, activations[t.x][img][0][keeps[t.x]], img)
+        else:
+            values_iter = (_run_from(work, feeds, [t.x for t in wave]) if feeds
+                           else run_tensors(work, [t.x for t in wave], batches))
+            for img, values in enumerate(values_iter):
+                for t in wave:
+                    _add_input_rows(t, values[t.x][0], img)
         for t in wave:
-            fits.append(_fit(index, t, ridge))
+            fits.append(_fit(index, t, ridge, (ridge / 10, ridge, ridge * 10) if ridge_search else None))
             t.a_rows, t.y_rows = [], []
+    return _finish(work, targets, fits, order, n_images, ridge, len(waves))
+
+
+def _changed_tensors(work: onnx.ModelProto, plan: PruningPlan) -> set[str]:
+    """Tensors of `work` at or downstream of a node the plan edits."""
+    keeps, full = tensor_keeps(plan)
+    edited = {e.node for g in [*plan.groups, *plan.composites] for e in g.edits
+              if e.tensor in keeps and len(keeps[e.tensor]) < full[e.tensor]}
+    changed: set[str] = set()
+    for node in work.graph.node:
+        if node.name in edited or any(i in changed for i in node.input if i):
+            changed.update(o for o in node.output if o)
+    return changed
+
+
+def _unchanged(work: onnx.ModelProto, plan: PruningPlan, activations: Mapping[str, Sequence[np.ndarray]]
+               ) -> dict[str, Sequence[np.ndarray]]:
+    changed = _changed_tensors(work, plan)
+    return {t: v for t, v in activations.items() if t not in changed}
+
+
+def _run_from(work: onnx.ModelProto, feeds: Mapping[str, Sequence[np.ndarray]], outputs: list[str]):
+    """Yield {output: value} per image, computing `outputs` from the `feeds` tensors (graph cut there)."""
+    from .graph import drop_unused_initializers, ort_session, tensor_types, value_info
+
+    producer = {o: n for n in work.graph.node for o in n.output if o}
+    inits = {t.name for t in work.graph.initializer}
+    keep: set[int] = set()
+    inputs: list[str] = []
+    stack, seen = list(outputs), set()
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in feeds:
+            inputs.append(name)
+            continue
+        node = producer.get(name)
+        if node is None:
+            if name not in inits:
+                inputs.append(name)  # the model input, when no cached tensor covers it
+            continue
+        if id(node) not in keep:
+            keep.add(id(node))
+            stack.extend(i for i in node.input if i)
+    missing = [i for i in inputs if i not in feeds]
+    if missing:
+        raise ModelError(f"internal: reconstruction from cached tensors misses {missing[:3]}")
+    sub = onnx.ModelProto()
+    sub.CopyFrom(work)
+    nodes = [n for n in work.graph.node if id(n) in keep]
+    del sub.graph.node[:]
+    sub.graph.node.extend(nodes)
+    del sub.graph.input[:]
+    types = tensor_types(work)
+    sub.graph.input.extend(value_info(i, types) for i in inputs)
+    del sub.graph.output[:]
+    sub.graph.output.extend(value_info(o, types) for o in outputs)
+    del sub.graph.value_info[:]
+    drop_unused_initializers(sub)
+    session = ort_session(sub)
+    n_images = len(next(iter(feeds.values()))) if feeds else 0
+    for img in range(n_images):
+        values = session.run(outputs, {i: feeds[i][img] for i in inputs})
+        yield dict(zip(outputs, values, strict=True))
+
+
+def _finish(work: onnx.ModelProto, targets: list[_Target], fits: list[LayerFit], order: dict[str, int],
+            n_images: int, ridge: float, waves: int) -> tuple[onnx.ModelProto, ReconstructionReport]:
     fits += [LayerFit(t.node, t.op_type, 0, 0, float("nan"), float("nan"), f"skipped: {t.skip}")
              for t in targets if t.skip]
     fits.sort(key=lambda f: order.get(f.node, -1))
@@ -206,7 +310,17 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, plan: Prunin
         onnx.checker.check_model(work)
     except onnx.checker.ValidationError as exc:  # pragma: no cover - refits change values, not structure
         raise ModelError(f"the reconstructed model fails onnx.checker: {str(exc).splitlines()[0][:300]}") from None
-    return work, ReconstructionReport(tuple(fits), n_images, ridge, len(waves))
+    return work, ReconstructionReport(tuple(fits), n_images, ridge, waves)
+
+
+def refit_tensors(pruned: onnx.ModelProto, plan: PruningPlan) -> tuple[list[str], list[str]]:
+    """The original tensors `reconstruct(..., activations=...)` reads instead of running the model: the inputs of
+    the first wave of refit layers and the outputs of all of them."""
+    index = GraphIndex(pruned)
+    order = {n.name: i for i, n in enumerate(pruned.graph.node)}
+    active = [t for t in _plan_targets(index, plan, order) if not t.skip]
+    waves = _waves(pruned, active)
+    return ([t.x for t in waves[0]] if waves else []), [t.y for t in active]
 
 
 def _out_size(size: int, kernel: int, stride: int, pads: int, dilation: int) -> int:
@@ -240,7 +354,10 @@ def _waves(proto: onnx.ModelProto, targets: list[_Target]) -> list[list[_Target]
     return waves
 
 
-def _fit(index: GraphIndex, t: _Target, ridge: float) -> LayerFit:
+def _fit(index: GraphIndex, t: _Target, ridge: float, ridges: tuple[float, ...] | None = None) -> LayerFit:
+    """Refit one layer by ridge least squares on its training rows; `ridges` (default: just `ridge`) are tried
+    and the one with the smallest error on the held-out rows wins."""
+    ridges = ridges or (ridge,)
     node = index.nodes[t.node]
     a = np.concatenate(t.a_rows)
     y = np.concatenate(t.y_rows)
@@ -269,10 +386,18 @@ def _fit(index: GraphIndex, t: _Target, ridge: float) -> LayerFit:
         a_train = np.hstack([a[train], np.ones((train.sum(), 1))]) if fit_bias else a[train]
         current = np.vstack([w_flat, np.zeros((1, w_flat.shape[1]))]) if fit_bias else w_flat
         gram = a_train.T @ a_train
-        lam = ridge * float(np.trace(gram)) / gram.shape[0] + 1e-12
-        solution = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), a_train.T @ y[train] + lam * current)
+        rhs = a_train.T @ y[train]
+        a_val = np.hstack([a[val], np.ones((val.sum(), 1))]) if fit_bias else a[val]
+        best = None
+        for r in ridges:  # the ridge with the smallest held-out error
+            lam = r * float(np.trace(gram)) / gram.shape[0] + 1e-12
+            sol = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), rhs + lam * current)
+            err = _rel_error(a_val @ sol, y[val])
+            if best is None or err < best[0]:
+                best = (err, r, sol)
+        _, chosen, solution = best
         new_w, shift = (solution[:-1], solution[-1]) if fit_bias else (solution, None)
-        mode = "least squares"
+        mode = "least squares" if len(ridges) == 1 else f"least squares (ridge {chosen:g})"
     elif fit_bias:
         new_w, shift = w_flat, (y[train] - pred_cut[train]).mean(axis=0)
         mode = "bias only"

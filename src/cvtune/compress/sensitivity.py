@@ -42,7 +42,7 @@ class LayerCurve:
     """Metric after pruning only this unit (a layer for magnitude, a channel group for channel) at each level."""
 
     name: str
-    cost: int  # what pruning it saves per unit level: weight count (magnitude) or FLOPs (channel)
+    cost: int  # what pruning it saves per unit level: weights (magnitude), FLOPs or measured µs (channel, --cost)
     metrics: dict[float, float] = field(default_factory=dict)
 
     def drop(self, level: float, baseline: float) -> float:
