@@ -420,3 +420,52 @@ def task_validator(source: str | os.PathLike[str], task: str, dataset: Any, *,
         return float(evaluate(path, runner, instance, data, limit=limit, progress=False).value)
 
     return validate, f"{task} {instance.metric}"
+
+
+def nncf_with_accuracy_control(
+    model: str | os.PathLike[str], output: str | os.PathLike[str], config: Any, calibration: CalibrationSet,
+    validation: Any, *, max_drop: Budget | str, max_steps: int = 8, probe: bool = True,
+    probe_shape: tuple[int, ...] | None = None, evaluated_on: str = "",
+) -> tuple[Any, dict[str, Any]]:
+    """NNCF's own accuracy-aware loop (`nncf.quantize_with_accuracy_control`) on the OpenVINO model, judged by
+    `validation` (a quantize.validation Validator: the task metric on held-out labelled images), the alternative
+    to cvtune's loop. Writes an OpenVINO IR (`output` .xml + .bin + sidecar). Returns (QuantResult, a summary
+    dict with the float and int8 metric and whether the budget held, re-measured here on the written IR)."""
+    from ..runtimes import make_runtime
+    from .api import finalize_ir
+    from .config import NncfConfig
+    from .nncf_ov import quantize_openvino
+
+    if not isinstance(config, NncfConfig):
+        raise UsageError("NNCF accuracy control takes an NncfConfig")
+    budget = Budget.parse(max_drop) if isinstance(max_drop, str) else max_drop
+    started = time.perf_counter()
+    source, output = check_output(model, output, ".xml")
+    session = make_runtime("ort").open(source)
+    try:
+        baseline = float(validation(session))
+    finally:
+        session.close()
+    with tempfile.TemporaryDirectory(prefix="cvtune-quantize-") as tmp:
+        produced = Path(tmp) / "quantized.xml"
+        done = quantize_openvino(source, produced, calibration, preset=config.preset,
+                                 fast_bias_correction=config.fast_bias_correction, ignored=config.ignored,
+                                 validation=validation, max_drop=budget, max_steps=max_steps)
+        session = make_runtime("openvino").open(produced)
+        try:
+            value = float(validation(session))
+        finally:
+            session.close()
+        summary = {"metric": getattr(validation, "metric", "metric"), "baseline": baseline, "value": value,
+                   "drop": budget.drop(baseline, value), "max_drop": budget.to_dict(),
+                   "max_drop_text": budget.describe(), "met": budget.allows(baseline, value),
+                   "evaluated_on": evaluated_on, "by": "nncf.quantize_with_accuracy_control",
+                   "summary": (f"{'within' if budget.allows(baseline, value) else 'NOT within'} budget: "
+                               f"{getattr(validation, 'metric', 'metric')} {value:.4f} vs float {baseline:.4f} "
+                               f"(drop {budget.describe(budget.drop(baseline, value))}, budget "
+                               f"{budget.describe()})")}
+        notes = [*done.notes, summary["summary"]]
+        result = finalize_ir(source, produced, output, config, notes, calibration=calibration,
+                             details={"settings": {**config.to_dict(), **done.settings}}, probe=probe,
+                             probe_shape=probe_shape, accuracy=summary, started=started)
+    return result, summary

@@ -136,5 +136,29 @@ class Fp16Config:
                 "allow_fp32_kernels": self.allow_fp32_kernels}
 
 
-QuantConfig = StaticConfig | DynamicConfig | Fp16Config
+@dataclass(frozen=True)
+class NncfConfig:
+    """NNCF post-training int8 of the OpenVINO model (quantize.nncf_ov): writes an OpenVINO IR (.xml + .bin) that the
+    openvino runtime runs. `preset` "performance" (symmetric activations) or "mixed" (asymmetric); `ignored` names
+    OpenVINO ops that stay in float."""
+
+    preset: str = "performance"
+    fast_bias_correction: bool = True
+    ignored: tuple[str, ...] = ()
+
+    method = "nncf"
+    calibration_need = CalibrationNeed(count=64)
+
+    def __post_init__(self) -> None:
+        from .nncf_ov import NNCF_PRESETS
+
+        _choose(self.preset, dict.fromkeys(NNCF_PRESETS, ""), "NNCF preset")
+        object.__setattr__(self, "ignored", tuple(self.ignored))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "preset": self.preset, "fast_bias_correction": self.fast_bias_correction,
+                "ignored": list(self.ignored)}
+
+
+QuantConfig = StaticConfig | DynamicConfig | Fp16Config | NncfConfig
 

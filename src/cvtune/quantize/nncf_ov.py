@@ -13,9 +13,11 @@ Calibration streams: `nncf.Dataset` iterates cvtune's CalibrationSet, which prep
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,21 @@ def _require() -> tuple[Any, Any]:
     return nncf, ov
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """NNCF logs through its own logger and draws rich progress bars on stdout (which `--json` owns): silence both."""
+    import logging
+
+    nncf_logger = logging.getLogger("nncf")
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        nncf_logger.setLevel(level)
+
+
 def save_ir(model: Any, output: Path) -> None:
     """Write an OpenVINO model as `output` (.xml) + its .bin, atomically: both go to a temporary folder next to the
     output, then the .bin and the .xml are renamed into place (the .xml last: it is what readers open)."""
@@ -119,31 +136,11 @@ def quantize_openvino(source: str | Path, output: str | Path, calibration: Itera
               "fast_bias_correction": fast_bias_correction,
               "ignored_scope": nncf.IgnoredScope(names=list(ignored)) if ignored else None}
     notes: list[str] = []
+    if validation is not None and (not len(validation) or max_drop is None):
+        raise UsageError("NNCF accuracy control needs validation images and a --max-drop budget")
     try:
-        if validation is None:
-            quantized = nncf.quantize(model, dataset, **common)
-        else:
-            if not len(validation) or max_drop is None:
-                raise UsageError("NNCF accuracy control needs validation images and a --max-drop budget")
-            from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
-
-            def validation_fn(compiled: Any, items: Iterable[int]) -> float:
-                session = CompiledSession(compiled)
-                try:
-                    return float(validation(session, list(items)))
-                finally:
-                    session.close()
-
-            drop_type = nncf.DropType.RELATIVE if max_drop.relative else nncf.DropType.ABSOLUTE
-            restorer = AdvancedAccuracyRestorerParameters(
-                max_num_iterations=max_steps if max_steps is not None else 8,
-                ranking_subset_size=min(len(validation), 10))
-            items = nncf.Dataset(list(range(len(validation))), validation.tensor)
-            quantized = nncf.quantize_with_accuracy_control(
-                model, dataset, items, validation_fn, max_drop=float(max_drop.value), drop_type=drop_type,
-                advanced_accuracy_restorer_parameters=restorer, **common)
-            settings.update({"accuracy_control": True, "max_drop": max_drop.describe(),
-                             "max_steps": restorer.max_num_iterations})
+        with _quiet():
+            quantized = _run_nncf(nncf, model, dataset, common, settings, validation, max_drop, max_steps)
     except (UsageError, ModelError):
         raise
     except Exception as exc:  # noqa: BLE001 - NNCF raises many types
@@ -154,3 +151,27 @@ def quantize_openvino(source: str | Path, output: str | Path, calibration: Itera
     notes.append(f"NNCF {nncf.__version__} on OpenVINO {ov.__version__}: {fq} FakeQuantize op(s), preset "
                  f"{preset}, {count} calibration image(s){', fast bias correction' if fast_bias_correction else ''}")
     return NncfResult(settings, time.perf_counter() - started, tuple(notes))
+
+
+def _run_nncf(nncf: Any, model: Any, dataset: Any, common: dict[str, Any], settings: dict[str, Any],
+              validation: Validator | None, max_drop: Budget | None, max_steps: int | None) -> Any:
+    if validation is None or max_drop is None:
+        return nncf.quantize(model, dataset, **common)
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    def validation_fn(compiled: Any, items: Iterable[int]) -> float:
+        session = CompiledSession(compiled)
+        try:
+            return float(validation(session, list(items)))
+        finally:
+            session.close()
+
+    drop_type = nncf.DropType.RELATIVE if max_drop.relative else nncf.DropType.ABSOLUTE
+    restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=max_steps if max_steps is not None else 8,
+                                                  ranking_subset_size=min(len(validation), 10))
+    items = nncf.Dataset(list(range(len(validation))), validation.tensor)
+    settings.update({"accuracy_control": True, "max_drop": max_drop.describe(),
+                     "max_steps": restorer.max_num_iterations})
+    return nncf.quantize_with_accuracy_control(model, dataset, items, validation_fn, max_drop=float(max_drop.value),
+                                               drop_type=drop_type, advanced_accuracy_restorer_parameters=restorer,
+                                               **common)

@@ -46,6 +46,21 @@ class Histograms:
     def tensors(self) -> list[str]:
         return sorted(self.entropy.histogram_dict)
 
+    @classmethod
+    def empty(cls, percentile: float = 99.999) -> Histograms:
+        from onnxruntime.quantization.calibrate import HistogramCollector
+
+        return cls(HistogramCollector("entropy", False, ENTROPY_BINS, ENTROPY_BINS, percentile, "same"),
+                   HistogramCollector("percentile", True, PERCENTILE_BINS, PERCENTILE_BINS, percentile, "same"),
+                   HistogramCollector("entropy", False, ERROR_BINS, ERROR_BINS, percentile, "same"))
+
+    def add(self, values: dict[str, np.ndarray]) -> None:
+        """Fold one image's values of each tensor into the histograms (ORT's collectors merge them)."""
+        with captured_logs():
+            for collector in (self.entropy, self.percentile, self.error):
+                collector.collect(values)
+        self.images += 1
+
 
 @dataclass(frozen=True)
 class ChosenRanges:
@@ -78,13 +93,10 @@ def collect_histograms(model_path: str | Path, calibration: CalibrationSet | Ite
     """Run the model over the calibration tensors one at a time and fold each tensor's values into ORT's histogram
     collectors. Memory: one image's activations plus the histograms, whatever the number of images."""
     import onnx
-    from onnxruntime.quantization.calibrate import CalibrationMethod, HistogramCollector, create_calibrator
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
     from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
 
-    collectors = Histograms(
-        HistogramCollector("entropy", False, ENTROPY_BINS, ENTROPY_BINS, percentile, "same"),
-        HistogramCollector("percentile", True, PERCENTILE_BINS, PERCENTILE_BINS, percentile, "same"),
-        HistogramCollector("entropy", False, ERROR_BINS, ERROR_BINS, percentile, "same"))
+    collectors = Histograms.empty(percentile)
     with tempfile.TemporaryDirectory(prefix="cvtune-ranges-") as tmp, captured_logs():
         inferred = Path(tmp) / "inferred.onnx"
         onnx.save(load_model_with_shape_infer(Path(model_path)), str(inferred))
@@ -98,10 +110,8 @@ def collect_histograms(model_path: str | Path, calibration: CalibrationSet | Ite
             outputs = session.run(None, {input_name: tensor})
             values = {n: v for n, v in zip(names, outputs, strict=True) if n in wanted}
             del outputs
-            for collector in (collectors.entropy, collectors.percentile, collectors.error):
-                collector.collect(values)
+            collectors.add(values)
             del values
-            collectors.images += 1
         del session, calibrator
     return collectors
 
