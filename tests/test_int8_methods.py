@@ -254,13 +254,13 @@ def test_the_latency_weighted_fallback_measures_gains_and_savings_and_meets_the_
                                                     weighting="latency")
     assert report.met and report.best.kept_float == ("conv1",) and report.weighting == "latency"
     layers = {r.name: r for r in report.layers}
-    assert set(layers) == {"conv0", "conv1", "conv2"}
+    assert {"conv0", "conv1", "conv2"} <= set(layers)  # every node int8 reaches (the Relus too)
     assert (layers["conv0"].kind, layers["conv2"].kind) == ("first", "last")
     assert layers["conv1"].gain == max(r.gain for r in report.layers) > 0.5
-    assert all(r.saving_ms is not None for r in report.layers)  # measured with ORT's profiler
+    assert all(layers[n].saving_ms is not None for n in ("conv0", "conv1", "conv2"))  # ORT's profiler
     assert report.holding_back(1)[0].name == "conv1"
     sidecar = json.loads(result.sidecar.read_text())
-    assert sidecar["accuracy"]["weighting"] == "latency" and len(sidecar["accuracy"]["layers"]) == 3
+    assert sidecar["accuracy"]["weighting"] == "latency" and len(sidecar["accuracy"]["layers"]) == len(layers)
 
 
 def test_layer_costs_map_profiled_kernels_back_to_layer_names(tmp_path):

@@ -27,7 +27,8 @@ def _run_quantize(model: onnx.ModelProto, ctx: BuildContext, config: Any, calibr
     src, dst = ctx.workdir / "pre_quant.onnx", ctx.workdir / "quant.onnx"
     save_onnx(model, src)
     result = quantize(src, dst, config, calibration=calibration, probe=False)
-    return PassOutput(load_onnx(dst), {"quantized_nodes": result.quantized_nodes, "quant_notes": list(result.notes)})
+    return PassOutput(load_onnx(dst), {"quantized_nodes": result.quantized_nodes, "quant_notes": list(result.notes),
+                                       "fidelity": result.fidelity})
 
 
 @dataclass(frozen=True)

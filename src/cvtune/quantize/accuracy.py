@@ -8,7 +8,7 @@ group test that needs about log2(layers) evaluations per layer found. Per-layer 
 tensors) was tried first and misleads on PP-OCRv4 det: relative errors on near-zero tensors (SE-block pooling)
 dominate, while the layer that breaks the model (the first hardswish Mul) shows a modest local error.
 
-`weighting="latency"` ranks differently: what matters is accuracy per millisecond. Every weighted layer's gain
+`weighting="latency"` ranks differently: what matters is accuracy per millisecond. Every quantized node's gain
 (the search score recovered when only it goes back to float, on a cheap graph edit of the int8 model) and its
 saving (float minus int8 kernel time plus the conversions around it, from ONNX Runtime's profiler: quantize.latency)
 are measured; the layer with the most gain per millisecond of lost saving goes to float first (a layer int8 does
@@ -353,7 +353,8 @@ def _latency_weighted(prepared: PreparedModel, config: StaticConfig, calibration
                           extra={"QDQKeepRemovableActivations": True})
     base_proto = onnx.load(str(base))
     kept = tuple(config.exclude)
-    candidates = [n for n in prepared.quantizable if n not in kept]
+    # every node int8 reaches, not only weighted layers: on PP-OCRv4 det the harmful one is a hardswish Mul
+    candidates = [n for n in quantized_nodes(base) if n not in kept]
     op_types = {n.name: n.op_type for n in float_proto.graph.node}
     kinds = layer_kinds(float_proto, candidates)
     if savings is None:

@@ -67,18 +67,41 @@ def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
     return default
 
 
-def _quantizer_inputs(node: onnx.NodeProto | None, producer: dict[str, onnx.NodeProto], inits: set[str]
-                      ) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
-    """(activation DequantizeLinear, weight DequantizeLinear) feeding a QDQ model's `node`, when both its input and
-    its weight are quantized; else None (a layer kept in float)."""
-    if node is None or len(node.input) < 2:
+@dataclass(frozen=True)
+class _Grid:
+    """How a quantized model quantizes one layer: its input's (scale, zero point) and its weight's (int tensor,
+    scale, zero point, per-channel axis), as initializer names of that model."""
+
+    act: tuple[str, ...]
+    weight: tuple[str, ...]
+    axis: int | None
+
+
+def _grid(qmodel: onnx.ModelProto, name: str, op_type: str, nodes: dict[str, onnx.NodeProto],
+          producer: dict[str, onnx.NodeProto], inits: set[str]) -> _Grid | None:
+    """The grid the quantized model uses for float layer `name`: a QDQ model's DequantizeLinear pair before the
+    node, or a QOperator model's QLinearConv / QGemm (named `<name>_quant` by ORT's quantizer); None when the layer
+    is not quantized (kept in float)."""
+    node = nodes.get(name)
+    if node is not None and node.op_type == op_type and len(node.input) > 1:
+        act, weight = producer.get(node.input[0]), producer.get(node.input[1])
+        if (act is None or weight is None or act.op_type != "DequantizeLinear"
+                or weight.op_type != "DequantizeLinear" or weight.input[0] not in inits):
+            return None
+        axis = next((a.i for a in weight.attribute if a.name == "axis"), None)
+        return _Grid(tuple(act.input[1:]), tuple(weight.input), axis)
+    fused = nodes.get(f"{name}_quant")
+    if fused is None or len(fused.input) < 6 or fused.input[3] not in inits:
         return None
-    act, weight = producer.get(node.input[0]), producer.get(node.input[1])
-    if act is None or weight is None or act.op_type != "DequantizeLinear" or weight.op_type != "DequantizeLinear":
+    if fused.op_type == "QLinearConv" and op_type == "Conv":
+        axis = 0
+    elif fused.op_type == "QGemm" and op_type == "Gemm":
+        axis = 0 if _attr(fused, "transB", 0) else 1
+    else:
         return None
-    if weight.input[0] not in inits:
-        return None
-    return act, weight
+    scale = next((t for t in qmodel.graph.initializer if t.name == fused.input[4]), None)
+    per_channel = scale is not None and int(np.prod(scale.dims or [1])) > 1
+    return _Grid(tuple(fused.input[1:3]), tuple(fused.input[3:6]), axis if per_channel else None)
 
 
 def _reduce_mean(inp: str, out: str, axes: list[int], opset: int, nodes: list, inits: list) -> None:
@@ -91,9 +114,9 @@ def _reduce_mean(inp: str, out: str, axes: list[int], opset: int, nodes: list, i
 
 
 def probe_model(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    """The float model plus, for every Conv/Gemm quantized in `qdq_model`, a copy of the layer reading its
-    quantize-dequantized float input and weights; outputs are the per-channel output means of both. Returns (probe,
-    the layer names measured)."""
+    """The float model plus, for every Conv/Gemm quantized in `qdq_model` (QDQ or QOperator, as ORT's quantizer
+    writes them), a copy of the layer reading its quantize-dequantized float input and weights, on that model's own
+    grid; outputs are the per-channel output means of both. Returns (probe, the layer names measured)."""
     probe = onnx.ModelProto()
     probe.CopyFrom(float_model)
     graph = probe.graph
@@ -101,6 +124,7 @@ def probe_model(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto) -> tup
     q_inits = {t.name: t for t in qdq_model.graph.initializer}
     q_nodes = {n.name: n for n in qdq_model.graph.node if n.name}
     q_producer = {o: n for n in qdq_model.graph.node for o in n.output}
+    names = set(q_inits)
     f_inits = {t.name for t in graph.initializer}
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
@@ -111,10 +135,9 @@ def probe_model(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto) -> tup
             continue
         if node.op_type == "Gemm" and _attr(node, "transA", 0):
             continue
-        found = _quantizer_inputs(q_nodes.get(node.name), q_producer, set(q_inits))
-        if found is None:
+        grid = _grid(qdq_model, node.name, node.op_type, q_nodes, q_producer, names)
+        if grid is None:
             continue
-        act, weight = found
         tag = f"bc::{node.name}"
 
         def copy(name: str, tag: str = tag) -> str:
@@ -123,14 +146,14 @@ def probe_model(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto) -> tup
             inits.append(numpy_helper.from_array(numpy_helper.to_array(q_inits[name]), f"{tag}::{name}"))
             return f"{tag}::{name}"
 
-        if any(i and i not in q_inits for i in (*act.input[1:], *weight.input)):
+        if any(i and i not in q_inits for i in (*grid.act, *grid.weight)):
             continue
-        act_q = [node.input[0], *(copy(i) for i in act.input[1:])]
+        act_q = [node.input[0], *(copy(i) for i in grid.act)]
         nodes.append(helper.make_node("QuantizeLinear", act_q, [f"{tag}::xq"]))
         nodes.append(helper.make_node("DequantizeLinear", [f"{tag}::xq", *act_q[1:]], [f"{tag}::x"]))
-        axis = [a for a in weight.attribute if a.name == "axis"]
-        dq = helper.make_node("DequantizeLinear", [copy(i) for i in weight.input], [f"{tag}::w"])
-        dq.attribute.extend(axis)
+        dq = helper.make_node("DequantizeLinear", [copy(i) for i in grid.weight], [f"{tag}::w"])
+        if grid.axis is not None:
+            dq.attribute.append(helper.make_attribute("axis", grid.axis))
         nodes.append(dq)
         twin = helper.make_node(node.op_type, [f"{tag}::x", f"{tag}::w", *node.input[2:]], [f"{tag}::y"],
                                 name=f"{tag}::layer")

@@ -29,6 +29,7 @@ __all__ = ["CleReport", "EqualizedPair", "channel_spread", "equalize", "fold_bat
 # Ops between two convs through which a positive per-channel scale passes unchanged: f(s * x) = s * f(x).
 HOMOGENEOUS = frozenset({"Relu", "LeakyRelu", "PRelu", "MaxPool", "Identity"})
 MIN_RANGE = 1e-8  # channels with (near) all-zero weights are left alone
+DEAD = 1e-4  # for spreads: a channel below this fraction of the widest quantizes to zero anyway (a dead channel)
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,8 @@ def _first_ranges(weight: np.ndarray) -> np.ndarray:
 
 
 def channel_spread(ranges: np.ndarray) -> float:
-    """max / min of per-channel weight ranges (channels with all-zero weights left out): 1.0 is perfectly even."""
-    live = ranges[ranges > MIN_RANGE]
+    """max / min of per-channel weight ranges, dead channels (below DEAD x the widest) left out: 1.0 is even."""
+    live = ranges[ranges > max(MIN_RANGE, DEAD * float(ranges.max(initial=0.0)))]
     return float(live.max() / live.min()) if live.size else 1.0
 
 

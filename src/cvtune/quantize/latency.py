@@ -108,11 +108,15 @@ class _Resolver:
         for _ in range(4):  # a fused activation/add names the fused node: walk back to its weighted layer
             if node is None:
                 return None
+            if node.op_type not in WEIGHTED_OPS:  # a conv with its activation fused in: the time is the conv's
+                weighted = next((self.producer[i] for i in node.input if i in self.producer
+                                 and self.producer[i].op_type in WEIGHTED_OPS
+                                 and self.producer[i].name in self.layers), None)
+                if weighted is not None and base not in self.nodes:
+                    return weighted.name
             if node.name in self.layers:
                 return node.name
-            node = next((self.producer[i] for i in node.input if i in self.producer
-                         and self.producer[i].name in self.layers), None) or \
-                (self.producer.get(node.input[0]) if node.input else None)
+            node = self.producer.get(node.input[0]) if node.input else None
         return None
 
 

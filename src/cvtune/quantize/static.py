@@ -170,16 +170,17 @@ def quantize_static_model(prepared: PreparedModel, output: Path, calibration: Ca
 def _bias_corrected(prepared: PreparedModel, calibration: CalibrationSet, config: StaticConfig, cache: Path
                     ) -> tuple[PreparedModel, str]:
     """The prepared float model with every quantized layer's bias corrected (quantize.bias_correction); layers
-    kept in float are left alone. The shifts are measured once per prepared model (on a QDQ quantization with all
-    layers quantized: each layer's shift is its own, measured on float inputs) and reused for every exclusion set."""
+    kept in float are left alone. The shifts are measured once per prepared model (on a quantization with every
+    layer quantized: each layer's shift is its own, measured on float inputs) and reused for every exclusion set."""
     from .bias_correction import BiasShifts, apply_bias_shifts, measure_bias_shifts
 
     store = prepared.path.with_name(prepared.path.stem + ".bias_shifts.npz")
     if store.is_file():
         shifts = BiasShifts.load(store)
     else:
-        qdq = prepared.path.with_name(prepared.path.stem + ".bc_qdq.onnx")
-        plain = dataclasses.replace(config, format="qdq", exclude=(), bias_correction=False)
+        qdq = prepared.path.with_name(prepared.path.stem + ".bc_plain.onnx")
+        # measured on the model as it will be quantized (format, activation type, 7-bit weights): its own grid
+        plain = dataclasses.replace(config, exclude=(), bias_correction=False)
         try:
             run_quantize_static(prepared, qdq, calibration, plain, cache=cache)
         except CvtuneError:
