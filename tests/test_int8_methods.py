@@ -319,6 +319,18 @@ def test_the_output_check_catches_a_model_that_computes_something_else(tmp_path)
     assert all("wrong outputs" in c.error and c.cosine_mean < 0.8 for c in checks)
 
 
+def test_a_probe_that_runs_but_computes_something_else_is_marked_failed():
+    from cvtune.probe import ProbeResult
+    from cvtune.quantize.api import judge_probes
+
+    probes = (ProbeResult("ort:cpu", {"runtime": "ort"}, True), ProbeResult("openvino:CPU/latency",
+                                                                            {"runtime": "openvino"}, True),
+              ProbeResult("opencv:new/cpu", {"runtime": "opencv"}, False, "does not load"))
+    judged = judge_probes(probes, {"ort:cpu": 0.95, "openvino:CPU/latency": 0.03})
+    assert [p.ok for p in judged] == [True, False, False]
+    assert "wrong outputs: cosine 0.0300" in judged[1].error and judged[2].error == "does not load"
+
+
 def test_openvino_settings_are_validated_and_an_ir_needs_its_weights(tmp_path):
     from cvtune.runtimes import make_runtime
     from cvtune.runtimes.openvino import search_variants
@@ -389,6 +401,13 @@ def test_int8_static_pass_settings_round_trip_and_validate():
 
 
 # ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_help_lists_the_new_int8_options(cli_help):
+    text = cli_help("quantize")
+    for phrase in ("--cle", "--bias-correction", "--nncf", "--fallback", "the method with the lowest",
+                   "NNCF post-training int8 of the OpenVINO model"):
+        assert phrase in text
 
 
 def test_cli_runs_every_new_method(tmp_path, capsys):

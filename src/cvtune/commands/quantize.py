@@ -157,9 +157,10 @@ def register(app: typer.Typer) -> None:
                                         "model's default)."),
         as_json: bool = JSON,
     ) -> None:
-        """Quantize a model to int8 or fp16 with ONNX tooling, calibrated on your images; check which runtimes
-        and engines load the result; optionally (--max-drop 1%, or 0.01abs) keep layers in float until an
-        accuracy budget holds, judged on images calibration never saw."""
+        """Quantize a model to int8 or fp16 with ONNX tooling (or NNCF on the OpenVINO model: --nncf), calibrated
+        on your images; check which runtimes load the result and that their outputs match the float model's;
+        optionally (--max-drop 1%, or 0.01abs) keep layers in float until an accuracy budget holds, judged on
+        images calibration never saw."""
         from ..budget import Budget
         from ..data.calibration import CalibrationNeed, calibration_set
         from ..quantize import DynamicConfig, Fp16Config, quantize, quantize_with_accuracy_control

@@ -60,8 +60,9 @@ class HarmfulLayer:
 
 @dataclass(frozen=True)
 class LayerRank:
-    """One weighted layer as the latency-weighted fallback measured it: the search score it recovers when kept in
-    float (gain), the milliseconds int8 saves on it (saving), and where it sits (first, last, depthwise)."""
+    """One quantized node as the latency-weighted fallback measured it: the search score it recovers when kept in
+    float (gain), the milliseconds int8 saves on it (saving; None when the profiler did not see it), and where it
+    sits (first, last, depthwise; '' otherwise)."""
 
     name: str
     op_type: str
@@ -294,6 +295,9 @@ def quantize_with_accuracy_control(
     return result, report
 
 
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
 def layer_kinds(model: onnx.ModelProto, names: list[str]) -> dict[str, str]:
     """'first' (reads the model input), 'last' (writes a model output), 'depthwise' (group == channels) or ''."""
     graph = model.graph
@@ -334,8 +338,6 @@ def layer_kinds(model: onnx.ModelProto, names: list[str]) -> dict[str, str]:
             kinds[node.name] = ""
     return kinds
 
-
-WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def _latency_weighted(prepared: PreparedModel, config: StaticConfig, calibration: CalibrationSet, workdir: Path,
