@@ -371,7 +371,7 @@ BAD_INPUTS = {
     "already quantized": ("quantized", ["--calib", "{photos}"], "already quantized"),
     "unknown format": ("tiny", ["--calib", "{photos}", "--format", "int4"], "choose one of: qdq, qoperator"),
     "output is the input": ("tiny", ["--calib", "{photos}", "--output-is-input"], "same file as the input"),
-    "fp16 and dynamic": ("tiny", ["--fp16", "--dynamic"], "choose one of --dynamic and --fp16"),
+    "fp16 and dynamic": ("tiny", ["--fp16", "--dynamic"], "choose one of --dynamic, --fp16 and --nncf"),
     "ambiguous budget": ("tiny", ["--calib", "{photos}", "--max-drop", "5"], "write 5% for a relative drop or 5abs"),
     "unreadable budget": ("tiny", ["--calib", "{photos}", "--max-drop", "lots"], "budget (max drop) 'lots'"),
 }

@@ -1,5 +1,6 @@
-"""`cvtune quantize MODEL -o OUT`: int8 (static/dynamic) or fp16, optionally accuracy-aware, with a probe of which
-runtimes load the result and a `<OUT stem>.quant.json` sidecar."""
+"""`cvtune quantize MODEL -o OUT`: int8 (static/dynamic, or NNCF's on the OpenVINO model) or fp16, optionally
+accuracy-aware (cvtune's accuracy- or latency-weighted fallback, or NNCF's accuracy control), with a probe of which
+runtimes load the result, an output check per runtime, and a `<OUT stem>.quant.json` sidecar."""
 
 from __future__ import annotations
 
@@ -37,7 +38,12 @@ def _print_result(result, report) -> None:
     what = {"static": f"static int8 {settings.get('format')} "
                       f"{'per-channel' if settings.get('per_channel') else 'per-tensor'}, "
                       f"{settings.get('calibrate')} calibration",
-            "dynamic": "dynamic int8", "fp16": "fp16"}[result.method]
+            "dynamic": "dynamic int8", "fp16": "fp16",
+            "nncf": f"NNCF int8 on the OpenVINO model, preset {settings.get('preset')}"}[result.method]
+    if result.method == "static":
+        extras = [name for name, on in (("cross-layer equalization", settings.get("cle")),
+                                        ("bias correction", settings.get("bias_correction"))) if on]
+        what += "".join(f", {e}" for e in extras)
     console.print(f"wrote {result.output} ({what}): {result.output_bytes / mb:.2f} MB = "
                   f"{result.size_ratio:.1%} of {result.source_bytes / mb:.2f} MB; details in {result.sidecar}")
     fid = result.fidelity or {}
@@ -46,7 +52,9 @@ def _print_result(result, report) -> None:
                       f"mean {fid['cosine_mean']:.5f}, min {fid['cosine_min']:.5f}")
     for note in result.notes:
         console.print(f"  - {note}", highlight=False)
-    if report is not None:
+    if isinstance(report, dict):  # NNCF's accuracy control: one summary
+        console.print(report["summary"], highlight=False)
+    elif report is not None:
         budget = report.max_drop
         table = Table(title=f"accuracy-aware steps ({report.metric}, float {report.baseline:.4f}, "
                             f"budget {budget.describe()} drop)")
@@ -109,7 +117,17 @@ def register(app: typer.Typer) -> None:
                                     "<name>.quant.json sidecar is written next to it)."),
         fmt: str = typer.Option("qdq", "--format", help=f"int8 format: {', '.join(FORMATS)}."),
         per_channel: bool = typer.Option(False, "--per-channel", help="Per-channel weight scales."),
-        calibrate: str = typer.Option("minmax", "--calibrate", help=f"Calibration: {', '.join(CALIBRATIONS)}."),
+        calibrate: str = typer.Option("minmax", "--calibrate", help=f"Calibration: {', '.join(CALIBRATIONS)} (auto: "
+                                      "per tensor, the method with the lowest quantization error)."),
+        cle: bool = typer.Option(False, "--cle", help="Cross-layer equalization first (even out conv channel "
+                                 "ranges through Relu/PRelu/MaxPool; folds BatchNorm)."),
+        bias_correction: bool = typer.Option(False, "--bias-correction", help="Correct each layer's output mean "
+                                             "shift, measured on the calibration images."),
+        nncf: bool = typer.Option(False, "--nncf", help="NNCF post-training int8 of the OpenVINO model; writes an "
+                                  "OpenVINO IR (-o NAME.xml + NAME.bin) for the openvino runtime. With --max-drop: "
+                                  "NNCF's accuracy control."),
+        nncf_preset: str = typer.Option("performance", "--nncf-preset", help="NNCF preset: performance "
+                                        "(symmetric activations) or mixed (asymmetric)."),
         calib: Path = CALIB,
         calib_size: int = calib_size_option(StaticConfig.calibration_need.count),
         activation_type: str = typer.Option(None, "--activation-type", help=f"{', '.join(QTYPES)} (default: s8 "
@@ -135,24 +153,34 @@ def register(app: typer.Typer) -> None:
                                   "the rest evaluates: calibration never sees an evaluation image."),
         limit: int = LIMIT,
         max_steps: int = typer.Option(8, "--max-steps", min=0, help="Most layers to try keeping in float."),
+        fallback: str = typer.Option("accuracy", "--fallback", help="How --max-drop picks the layers to keep in "
+                                     "float: accuracy (the most harmful first) or latency (the most accuracy per "
+                                     "millisecond of int8 saving, measured with ORT's profiler)."),
         no_probe: bool = typer.Option(False, "--no-probe", help="Skip probing which runtimes load the result."),
         probe_shape: str = typer.Option(None, "--probe-shape", help="Input shape for the probe (default: the "
                                         "model's default)."),
         force: bool = FORCE,
         as_json: bool = JSON,
     ) -> None:
-        """Quantize a model to int8 or fp16 with ONNX tooling, calibrated on your images; check which runtimes
-        and engines load the result; optionally (--max-drop 1%, or 0.01abs) keep layers in float until an
-        accuracy budget holds, judged on images calibration never saw."""
+        """Quantize a model to int8 or fp16 with ONNX tooling (or NNCF on the OpenVINO model: --nncf), calibrated
+        on your images; check which runtimes load the result and that their outputs match the float model's;
+        optionally (--max-drop 1%, or 0.01abs) keep layers in float until an accuracy budget holds, judged on
+        images calibration never saw."""
         from ..budget import Budget
         from ..data.calibration import CalibrationNeed, calibration_set
         from ..quantize import DynamicConfig, Fp16Config, quantize, quantize_with_accuracy_control
-        from ..quantize.accuracy import task_validator
+        from ..quantize.accuracy import WEIGHTINGS, nncf_with_accuracy_control, task_validator
         from ..quantize.api import check_output
+        from ..quantize.config import NncfConfig
 
-        check_output(model, output, force=force)
-        if dynamic and fp16:
-            raise UsageError("choose one of --dynamic and --fp16")
+        if sum((dynamic, fp16, nncf)) > 1:
+            raise UsageError("choose one of --dynamic, --fp16 and --nncf")
+        check_output(model, output, ".xml" if nncf else ".onnx", force=force)
+        if nncf and (cle or bias_correction):
+            raise UsageError("--cle and --bias-correction belong to cvtune's own int8; --nncf runs NNCF's fast bias "
+                             "correction itself (drop them, or drop --nncf)")
+        if fallback not in WEIGHTINGS:
+            raise UsageError(f"unknown --fallback '{fallback}'; choose one of: {', '.join(WEIGHTINGS)}")
         budget = Budget.parse(max_drop) if max_drop is not None else None
         shape = parse_shape(input_shape) if input_shape else None
         probe_at = parse_shape(probe_shape) if probe_shape else None
@@ -160,14 +188,17 @@ def register(app: typer.Typer) -> None:
         excluded = tuple(exclude or ())
         if fp16:
             config = Fp16Config(exclude=excluded, allow_fp32_kernels=fp16_fallback)
+        elif nncf:
+            config = NncfConfig(preset=nncf_preset, ignored=excluded)
         elif dynamic:
             config = DynamicConfig(weight_type=weight_type, per_channel=per_channel,
                                    reduce_range=bool(reduce_range), exclude=excluded)
         else:
             config = StaticConfig(format=fmt, per_channel=per_channel, calibrate=calibrate,
                                   activation_type=activation_type, weight_type=weight_type,
-                                  reduce_range=reduce_range, input_shape=shape, exclude=excluded)
-        static = isinstance(config, StaticConfig)
+                                  reduce_range=reduce_range, input_shape=shape, exclude=excluded, cle=cle,
+                                  bias_correction=bias_correction)
+        static = isinstance(config, StaticConfig | NncfConfig)
         if budget is not None and not static:
             raise UsageError("--max-drop works with static int8 only (not with --dynamic or --fp16)")
         if task and budget is None:
@@ -196,7 +227,20 @@ def register(app: typer.Typer) -> None:
         if preprocess:
             options["preprocessing"] = preprocess
         report = None
-        if budget is not None:
+        if budget is not None and nncf:
+            from ..evaluate import build_task
+            from ..quantize.validation import SessionValidator
+
+            task_options = dict(options, **({"input_size": (shape[2], shape[3])} if shape and len(shape) == 4
+                                            else {}))
+            if (task or "fidelity") == "fidelity":
+                task_options.setdefault("reference_model", str(model))
+            validation = SessionValidator(build_task(task or "fidelity", model, **task_options), evaluation)
+            result, report = nncf_with_accuracy_control(
+                model, output, config, calibration, validation, max_drop=budget, max_steps=max_steps,
+                probe=not no_probe, probe_shape=probe_at,
+                evaluated_on=f"{len(evaluation)} image(s) of {evaluation.root}")
+        elif budget is not None:
             validate, metric = task_validator(model, task or "fidelity", evaluation, input_shape=shape,
                                               task_options=options)
 
@@ -208,7 +252,7 @@ def register(app: typer.Typer) -> None:
             result, report = quantize_with_accuracy_control(
                 model, output, config, calibration, validate, max_drop=budget, max_steps=max_steps, metric=metric,
                 probe=not no_probe, probe_shape=probe_at, on_step=on_step,
-                evaluated_on=f"{len(evaluation)} image(s) of {evaluation.root}")
+                evaluated_on=f"{len(evaluation)} image(s) of {evaluation.root}", weighting=fallback)
         else:
             result = quantize(model, output, config, calibration=calibration, probe=not no_probe,
                               probe_shape=probe_at)

@@ -34,6 +34,9 @@ class BuildContext:
     workdir: Path
     calibration: Callable[[CalibrationNeed], CalibrationSet] | None = None
     static_size: tuple[int, int] | None = None  # set when the model is built for one fixed input size
+    # The task metric of a Session on held-out labelled images, higher is better (quantize.validation
+    # .SessionValidator): what accuracy-aware passes keep within their budget. None: they judge by output fidelity.
+    validation: Callable[..., float] | None = None
 
     def calibrate(self, need: CalibrationNeed) -> CalibrationSet:
         """The calibration images `need` asks for; a clear error when this build has none."""
@@ -49,6 +52,8 @@ class PassOutput:
 
     model: onnx.ModelProto
     info: dict[str, Any] = field(default_factory=dict)
+    # A pass whose output is not ONNX (output_suffix) writes it here, in ctx.workdir; `model` is then its input.
+    artifact: Path | None = None
 
 
 class Pass:
@@ -63,6 +68,10 @@ class Pass:
     objectives: ClassVar[tuple[str, ...]] = ("latency", "throughput", "size")  # where the search tries it
     requires: ClassVar[tuple[str, ...]] = ()  # modules that must be importable
     aliases: ClassVar[dict[str, dict[str, Any]]] = {}  # short names for CLI lists, e.g. "int8-qdq"
+    # The file its output is: ".onnx", or e.g. ".xml" (an OpenVINO IR, written as PassOutput.artifact), after which
+    # no other pass can run; and the runtimes that can run that output (None: all).
+    output_suffix: ClassVar[str] = ".onnx"
+    runtimes: ClassVar[tuple[str, ...] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -24,19 +24,23 @@ from ..files import check_output as check_output_path
 from ..model import Model, check_model_file, constants_to_initializers, load_onnx
 from ..probe import ProbeResult, probe_runtimes
 from ..runtimes import Runtime, make_runtime
-from .config import DynamicConfig, Fp16Config, QuantConfig, StaticConfig
+from .config import DynamicConfig, Fp16Config, NncfConfig, QuantConfig, StaticConfig
 from .graph import all_names, compact
 from .ortutil import check_loads
 from .result import QuantResult, output_fidelity, quant_op_counts, runtime_agreement, sidecar_path
 
 
-def check_output(model: str | os.PathLike[str], output: str | os.PathLike[str], *,
+def check_output(model: str | os.PathLike[str], output: str | os.PathLike[str], suffix: str = ".onnx", *,
                  force: bool = True) -> tuple[Path, Path]:
-    """Source and output as Paths; the source must exist, the output must be a .onnx file path (see
-    files.check_output: not a folder, not the input, in a writable folder; existing only with `force`)."""
+    """Source and output as Paths; the source must exist, the output must be a file path ending in `suffix` (see
+    files.check_output: not a folder, not the input, in a writable folder; existing only with `force`). An
+    OpenVINO IR's .bin next to an .xml output is checked as a companion."""
     source = check_model_file(model)
-    output = check_output_path(output, force=force, inputs=(source,), suffixes=(".onnx",),
-                               companions=(sidecar_path(output),))
+    out = Path(output)
+    if out.suffix.lower() != suffix and suffix == ".xml":
+        raise UsageError(f"output {out} must end in .xml (NNCF int8 writes an OpenVINO IR: .xml + .bin)")
+    companions = [sidecar_path(out)] + ([out.with_suffix(".bin")] if suffix == ".xml" else [])
+    output = check_output_path(out, force=force, inputs=(source,), suffixes=(suffix,), companions=companions)
     return source, output
 
 
@@ -62,8 +66,16 @@ def build(source: Path, target: Path, config: QuantConfig, workdir: Path,
 
         notes, details = convert_fp16_model(source, target, config)
         return notes, {"settings": config.to_dict(), "fp16": details}
-    raise UsageError(f"unknown quantization config {type(config).__name__}; use StaticConfig, DynamicConfig or "
-                     f"Fp16Config")
+    if isinstance(config, NncfConfig):
+        from .nncf_ov import quantize_openvino
+
+        if calibration is None or not len(calibration):
+            raise UsageError("NNCF int8 needs calibration images: pass --calib DIR (or --data DIR)")
+        done = quantize_openvino(source, target, calibration, preset=config.preset,
+                                 fast_bias_correction=config.fast_bias_correction, ignored=config.ignored)
+        return list(done.notes), {"settings": config.to_dict(), "nncf_seconds": round(done.seconds, 2)}
+    raise UsageError(f"unknown quantization config {type(config).__name__}; use StaticConfig, DynamicConfig, "
+                     f"Fp16Config or NncfConfig")
 
 
 def default_probe_shape(source: Path, config: QuantConfig) -> tuple[int, ...]:
@@ -90,6 +102,34 @@ def _compact_file(source: Path, produced: Path, sample: np.ndarray) -> str:
     return f"compacted: {before} -> {produced.stat().st_size} bytes (value_info, zero zero-points, shorter names)"
 
 
+def quantize_probe_runtimes() -> list[Runtime]:
+    """What a produced model is probed with: every OpenCV engine, ONNX Runtime, and OpenVINO where installed."""
+    from ..probe import default_probe_runtimes
+    from ..runtimes import RUNTIMES
+
+    runtimes = default_probe_runtimes()
+    if "openvino" in RUNTIMES:
+        runtimes.append(make_runtime("openvino"))
+    return runtimes
+
+
+def judge_probes(probes: tuple[ProbeResult, ...], agreement: dict[str, float | str]) -> tuple[ProbeResult, ...]:
+    """A runtime that loads and runs the model but whose outputs are far from the float model's (cosine below
+    check.MIN_COSINE) does not run it: its probe is marked failed with the cosine, so nothing picks it."""
+    import dataclasses
+
+    from .check import MIN_COSINE
+
+    out = []
+    for p in probes:
+        value = agreement.get(p.label)
+        if p.ok and isinstance(value, float) and value < MIN_COSINE:
+            p = dataclasses.replace(p, ok=False, error=f"wrong outputs: cosine {value:.4f} against the float model "
+                                                       f"(below {MIN_COSINE}); this runtime computes something else")
+        out.append(p)
+    return tuple(out)
+
+
 def finalize(source: Path, produced: Path, output: Path, config: QuantConfig, notes: list[str], *,
              calibration: CalibrationSet | None, details: dict[str, Any], probe: bool,
              probe_shape: tuple[int, ...] | None, probe_runtimes_: list[Runtime] | None = None,
@@ -105,9 +145,10 @@ def finalize(source: Path, produced: Path, output: Path, config: QuantConfig, no
     probes: tuple[ProbeResult, ...] = ()
     extra = {k: v for k, v in details.items() if k not in ("settings", "quantized_nodes")}
     if probe:
-        probes = tuple(probe_runtimes(produced, probe_runtimes_, shape))
+        probes = tuple(probe_runtimes(produced, probe_runtimes_ or quantize_probe_runtimes(), shape))
         if calibration is not None and len(calibration):
             extra["agreement"] = runtime_agreement(produced, source, probes, samples[0], produced.parent)
+            probes = judge_probes(probes, extra["agreement"])
         if isinstance(config, Fp16Config):
             alt = probe_runtimes(source, [make_runtime("opencv", engine="classic", target="cpu_fp16")], shape)[0]
             extra["runtime_alternative"] = {"what": "float model on OpenCV's DNN_TARGET_CPU_FP16", **alt.to_dict()}
@@ -140,9 +181,63 @@ def quantize(model: str | os.PathLike[str], output: str | os.PathLike[str], conf
     (default: every OpenCV engine and ONNX Runtime)."""
     started = time.perf_counter()
     config = config or StaticConfig()
-    source, output = check_output(model, output)
+    ir = isinstance(config, NncfConfig)
+    source, output = check_output(model, output, ".xml" if ir else ".onnx")
     with temp_dir("quantize") as workdir:  # private to this call: ORT's quantizer writes beside its input
-        produced = workdir / "quantized.onnx"
+        produced = workdir / ("quantized.xml" if ir else "quantized.onnx")
         notes, details = build(source, produced, config, workdir, calibration)
+        if ir:
+            return finalize_ir(source, produced, output, config, notes, calibration=calibration, details=details,
+                               probe=probe, probe_shape=probe_shape, started=started)
         return finalize(source, produced, output, config, notes, calibration=calibration, details=details,
                         probe=probe, probe_shape=probe_shape, probe_runtimes_=runtimes, started=started)
+
+
+def finalize_ir(source: Path, produced: Path, output: Path, config: QuantConfig, notes: list[str], *,
+                calibration: CalibrationSet | None, details: dict[str, Any], probe: bool,
+                probe_shape: tuple[int, ...] | None, accuracy: dict[str, Any] | None = None,
+                started: float | None = None) -> QuantResult:
+    """The OpenVINO IR counterpart of `finalize`: check its outputs against the float model (OpenVINO vs ONNX
+    Runtime), probe the openvino runtime, then write .bin, .xml and the sidecar (each atomically, the .xml last)."""
+    import openvino as ov
+
+    from .check import check_outputs
+
+    shape = probe_shape or Model.load(source).default_input_shape()
+    samples = calibration.head(4) if calibration is not None else []
+    if not samples:
+        samples = random_calibration(source, shape, n=2).tensors()
+    runtime = make_runtime("openvino")
+    check = check_outputs(produced, source, [runtime], samples)[0]
+    fidelity = {"inputs": check.inputs, "cosine_mean": check.cosine_mean, "cosine_min": check.cosine_min,
+                "max_abs_error": None, "runtime": check.runtime,
+                "inputs_from": calibration.source if calibration is not None else "random"}
+    probes: tuple[ProbeResult, ...] = ()
+    extra = {k: v for k, v in details.items() if k not in ("settings", "quantized_nodes")}
+    if probe:
+        probes = tuple(probe_runtimes(produced, [runtime], shape))
+        extra["agreement"] = {check.runtime: round(check.cosine_mean, 6) if check.cosine_mean is not None
+                              else f"failed: {check.error}"}
+        probes = judge_probes(probes, extra["agreement"])
+    ops: dict[str, int] = {}
+    for op in ov.Core().read_model(str(produced)).get_ops():
+        if op.get_type_name() in ("FakeQuantize", "Convert"):
+            ops[op.get_type_name()] = ops.get(op.get_type_name(), 0) + 1
+    weights = produced.with_suffix(".bin")
+    size = produced.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
+    settings = details.get("settings", config.to_dict())
+    result = QuantResult(
+        output=output, sidecar=sidecar_path(output), source=source, method=config.method, settings=settings,
+        source_bytes=source.stat().st_size, output_bytes=size, quantized_nodes=ops.get("FakeQuantize", 0),
+        op_counts=ops, excluded=tuple(settings.get("ignored", ())), notes=tuple(n for n in notes if n),
+        calibration=calibration.to_dict() if calibration is not None else None, fidelity=fidelity,
+        probe=probes, accuracy=accuracy, extra={**extra, "output_check": check.to_dict()},
+        seconds=time.perf_counter() - started if started else 0.0)
+    sidecar = json.dumps(json_document("quant", result.to_dict()), indent=2, ensure_ascii=False, default=str)
+    companions = (output.with_suffix(".bin"),) if weights.is_file() else ()
+    with atomic_files(output, result.sidecar, *companions, size_hint=size) as (tmp_xml, tmp_sidecar, *tmp_bin):
+        shutil.copyfile(produced, tmp_xml)  # .xml, .bin and sidecar committed together, the .xml last
+        tmp_sidecar.write_bytes((sidecar + "\n").encode("utf-8", "backslashreplace"))
+        if tmp_bin:
+            shutil.copyfile(weights, tmp_bin[0])
+    return result

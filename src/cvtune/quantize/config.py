@@ -15,7 +15,9 @@ from ..errors import UsageError
 from ..runtimes.devices import cpu_has_vnni
 
 FORMATS = {"qdq": "QDQ", "qoperator": "QOperator"}
-CALIBRATIONS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+# How activation ranges are found. "auto" picks MinMax, Entropy or Percentile per tensor, whichever quantizes that
+# tensor's calibration values with the lowest error (quantize.ranges); all but minmax stream one image at a time.
+CALIBRATIONS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile", "auto": "auto"}
 QTYPES = {"s8": "QInt8", "u8": "QUInt8"}
 # Weighted ops whose weights int8 quantization actually shrinks; a model without any has nothing to quantize.
 STATIC_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -35,7 +37,9 @@ class StaticConfig:
     activation_type None picks ORT's advice for the format (s8 for QDQ, u8 for QOperator on x86);
     reduce_range None means: 7-bit weights only for u8 activations on an x86 CPU without VNNI (where u8 x s8
     products can saturate). `input_shape` fixes dynamic dims and simplifies first, which OpenCV's classic engine
-    needs for models with Shape ops. `exclude` names nodes that stay in float."""
+    needs for models with Shape ops. `exclude` names nodes that stay in float. `cle` equalizes consecutive conv
+    channels first (quantize.cle), `bias_correction` corrects each layer's output mean shift on the calibration
+    images (quantize.bias_correction)."""
 
     format: str = "qdq"
     per_channel: bool = False
@@ -46,6 +50,8 @@ class StaticConfig:
     percentile: float = 99.999
     input_shape: tuple[int, ...] | None = None
     exclude: tuple[str, ...] = ()
+    cle: bool = False
+    bias_correction: bool = False
 
     method = "static"
     # What static int8 calibration needs by default (--calib-size overrides the count): ranges want a few dozen
@@ -130,5 +136,29 @@ class Fp16Config:
                 "allow_fp32_kernels": self.allow_fp32_kernels}
 
 
-QuantConfig = StaticConfig | DynamicConfig | Fp16Config
+@dataclass(frozen=True)
+class NncfConfig:
+    """NNCF post-training int8 of the OpenVINO model (quantize.nncf_ov): writes an OpenVINO IR (.xml + .bin) that the
+    openvino runtime runs. `preset` "performance" (symmetric activations) or "mixed" (asymmetric); `ignored` names
+    OpenVINO ops that stay in float."""
+
+    preset: str = "performance"
+    fast_bias_correction: bool = True
+    ignored: tuple[str, ...] = ()
+
+    method = "nncf"
+    calibration_need = CalibrationNeed(count=64)
+
+    def __post_init__(self) -> None:
+        from .nncf_ov import NNCF_PRESETS
+
+        _choose(self.preset, dict.fromkeys(NNCF_PRESETS, ""), "NNCF preset")
+        object.__setattr__(self, "ignored", tuple(self.ignored))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "preset": self.preset, "fast_bias_correction": self.fast_bias_correction,
+                "ignored": list(self.ignored)}
+
+
+QuantConfig = StaticConfig | DynamicConfig | Fp16Config | NncfConfig
 

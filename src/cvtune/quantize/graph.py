@@ -205,3 +205,48 @@ def float_inputs_for(proto: onnx.ModelProto, nodes: set[str]) -> int:
     del graph.initializer[:]
     graph.initializer.extend(inits)
     return rewired
+
+
+def with_float_layers(qdq: onnx.ModelProto, float_model: onnx.ModelProto, names: set[str] | list[str]
+                      ) -> onnx.ModelProto:
+    """A copy of a QDQ model (quantized with QDQKeepRemovableActivations, so every float tensor still exists) in
+    which the named layers run in float: they read the float activations and the float model's own weights and
+    bias. A cheap stand-in for quantizing again with those layers excluded, used to rank layers."""
+    out = onnx.ModelProto()
+    out.CopyFrom(qdq)
+    graph = out.graph
+    twins = {n.name: n for n in float_model.graph.node if n.name}
+    float_inits = {t.name: t for t in float_model.graph.initializer}
+    have = {t.name for t in graph.initializer}
+    tensors = have | {i.name for i in graph.input} | {o for n in graph.node for o in n.output}
+    for node in graph.node:
+        twin = twins.get(node.name)
+        if node.name not in names or twin is None:
+            continue
+        if any(i and i not in tensors and i not in float_inits for i in twin.input):
+            continue  # a float tensor the quantizer folded away: leave this layer quantized
+        inputs = []
+        for i in twin.input:
+            if i in float_inits and i not in have:  # the quantizer replaced it (a DequantizeLinear may own the name)
+                renamed = f"{i}::float"
+                if renamed not in have:
+                    tensor = onnx.TensorProto()
+                    tensor.CopyFrom(float_inits[i])
+                    tensor.name = renamed
+                    graph.initializer.append(tensor)
+                    have.add(renamed)
+                i = renamed
+            inputs.append(i)
+        del node.input[:]
+        node.input.extend(inputs)
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    for _ in range(2):  # drop Q/DQ nodes nobody reads any more
+        keep = [n for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+                or any(o in used for o in n.output)]
+        del graph.node[:]
+        graph.node.extend(keep)
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    inits = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    return out

@@ -1,8 +1,14 @@
-"""OpenVINO runtime (optional extra: pip install 'cvtune[openvino]'): device, threads, performance hint, precision.
+"""OpenVINO runtime (a default dependency where wheels exist): device, threads, performance hint (latency,
+throughput), streams, the number of requests the throughput hint sizes itself for, precision. Loads ONNX files and
+OpenVINO IR (.xml + .bin, what NNCF's int8 writes).
 
 Importing this module raises ImportError when the `openvino` package is absent, so the registry in
 runtimes/__init__.py simply leaves it out. OpenVINO runs bf16 by default on CPUs with AVX-512 BF16 or AMX; cvtune
 asks for f32 unless told otherwise, so accuracy is comparable across runtimes (precision="bf16" is a knob).
+
+Measured here (PP-OCRv4 det, 640x640, 2 cores): OpenVINO fp32 with the latency hint ran at 0.92x of ONNX Runtime's
+speed, so it is not a free win; its int8 (NNCF) is the point. The throughput hint splits the cores into streams
+that only pay off with several requests in flight (cvtune's `instances`); one synchronous request gets one stream.
 """
 
 from __future__ import annotations
@@ -41,19 +47,22 @@ class OpenVINORuntime(Runtime):
     hint: str = "latency"
     precision: str = "f32"
     streams: int | None = None  # NUM_STREAMS; None = what the hint picks
+    num_requests: int | None = None  # PERFORMANCE_HINT_NUM_REQUESTS: requests the throughput hint plans for
 
     def __post_init__(self) -> None:
         if self.hint not in HINTS:
             raise UsageError(f"unknown OpenVINO hint '{self.hint}'; choose one of: {', '.join(HINTS)}")
         if self.precision not in PRECISIONS:
             raise UsageError(f"unknown OpenVINO precision '{self.precision}'; choose one of: {', '.join(PRECISIONS)}")
-        for what, value in (("threads", self.threads), ("streams", self.streams)):
-            if value is not None and value < 1:
-                raise UsageError(f"{what} must be >= 1 (got {value})")
+        for what, value in (("threads", self.threads), ("streams", self.streams),
+                            ("num_requests", self.num_requests)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise UsageError(f"OpenVINO {what} must be a whole number >= 1 (got {value!r})")
 
     def label(self) -> str:
         threads = f" t{self.threads}" if self.threads else ""
-        return f"openvino:{self.device}/{self.hint}{threads}"
+        streams = f" s{self.streams}" if self.streams else ""
+        return f"openvino:{self.device}/{self.hint}{threads}{streams}"
 
     def check(self) -> None:
         have = available_devices()
@@ -70,11 +79,21 @@ class OpenVINORuntime(Runtime):
             config["INFERENCE_PRECISION_HINT"] = PRECISIONS[self.precision]
         if self.streams:
             config["NUM_STREAMS"] = str(self.streams)
+        if self.num_requests:
+            config["PERFORMANCE_HINT_NUM_REQUESTS"] = str(self.num_requests)
         return config
 
     def open(self, model_path: str | Path) -> OpenVINOSession:
         self.check()
         return OpenVINOSession(Path(model_path), self)
+
+
+def search_variants(threads: tuple[int, ...]) -> list[OpenVINORuntime]:
+    """The OpenVINO settings worth measuring: the latency hint at each thread count, and the throughput hint with
+    two streams (it pays off only with several requests in flight: pair it with instances > 1)."""
+    out = [OpenVINORuntime(threads=t, hint="latency") for t in threads]
+    out.append(OpenVINORuntime(threads=max(threads) if threads else None, hint="throughput", streams=2))
+    return out
 
 
 class OpenVINOSession:
@@ -83,6 +102,9 @@ class OpenVINOSession:
     def __init__(self, model_path: Path, runtime: OpenVINORuntime) -> None:
         if not model_path.is_file():
             raise ModelError(f"model file not found: {model_path}")
+        if model_path.suffix.lower() == ".xml" and not model_path.with_suffix(".bin").is_file():
+            raise ModelError(f"OpenVINO IR {model_path} has no weights file {model_path.with_suffix('.bin').name} "
+                             f"next to it; keep the .xml and .bin together")
         try:
             self.compiled = _core().compile_model(str(model_path), runtime.device, runtime.config())
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line text
@@ -92,6 +114,17 @@ class OpenVINOSession:
         self.input_name = self.compiled.inputs[0].get_any_name()
         self.output_names = [o.get_any_name() if o.get_names() else f"output{i}"
                              for i, o in enumerate(self.compiled.outputs)]
+
+    def compiled_settings(self) -> dict[str, str]:
+        """What OpenVINO actually chose for this model (streams, threads, precision), for reports."""
+        out = {}
+        for key in ("NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT",
+                    "OPTIMAL_NUMBER_OF_INFER_REQUESTS"):
+            try:
+                out[key] = str(self.compiled.get_property(key))
+            except Exception:  # noqa: BLE001 - a device may not report every property
+                continue
+        return out
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         result = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
