@@ -4,12 +4,13 @@
     prediction = deployed.predict(cv2.imread("page.png"))                       # one image -> its prediction
     predictions = deployed.predict([cv2.imread(p) for p in ("a.png", "b.png")])  # a list -> one per image
 
-deploy.json: {"schema": "cvtune-deploy/1", "version": cvtune's version, "model": "model.onnx" (relative to the
-deploy.json folder, and inside it), "runtime": Runtime.to_dict(), "task": "textdet", "task_options": {...},
-"input_size": [H, W] or null, "batch": 1, "instances": 1, "preprocessing": Preprocessing.to_dict() or a
---preprocess string, "preprocessing_source": "user" | "zoo" | ..., "expected": {...}}. Without "preprocessing" the
-model file's own (or a guess) is used, as everywhere (cvtune.preprocess). Only "model" and "runtime" are required;
-schemas.DeployFile validates it (JSON Schema: `cvtune schema deploy`).
+deploy.json: {"schema": "cvtune-deploy/1", "version": cvtune's version, "model": "model.onnx" (or "model.xml", an
+OpenVINO IR with its model.bin beside it; relative to the deploy.json folder, and inside it), "runtime":
+Runtime.to_dict(), "task": "textdet", "task_options": {...}, "input_size": [H, W] or null, "batch": 1,
+"instances": 1, "preprocessing": Preprocessing.to_dict() or a --preprocess string, "preprocessing_source": "user" |
+"zoo" | ..., "expected": {...}}. Without "preprocessing" the model file's own (or a guess) is used, as everywhere
+(cvtune.preprocess). Only "model" and "runtime" are required; schemas.DeployFile validates it (JSON Schema:
+`cvtune schema deploy`).
 """
 
 from __future__ import annotations

@@ -30,10 +30,10 @@ from typing import Any
 
 from .errors import OutputError, UsageError
 
-__all__ = ["atomic_dir", "atomic_files", "atomic_path", "check_output", "check_unlocked", "display_path",
-           "is_temporary", "is_utf8_path", "json_document", "output_lock", "path_or_bytes", "read_bytes",
-           "refuse_overwrite_of_input", "schema_id", "sweep_leftovers", "temp_dir", "use_process_temp_root",
-           "write_json", "write_text"]
+__all__ = ["atomic_dir", "atomic_files", "atomic_path", "check_output", "check_unlocked", "copy_model",
+           "display_path", "is_temporary", "is_utf8_path", "json_document", "model_files", "model_present",
+           "output_lock", "path_or_bytes", "read_bytes", "refuse_overwrite_of_input", "schema_id", "sweep_leftovers",
+           "temp_dir", "use_process_temp_root", "write_json", "write_text"]
 
 TEMP_TAG = ".cvtune-"  # hidden temporaries: .NAME.cvtune-PID-XXXX[.suffix]
 _LEFTOVER = re.compile(r"^\..+\.cvtune-(\d+)-[A-Za-z0-9_]+(\.[^/]*)?$")
@@ -545,6 +545,35 @@ def output_lock(target: str | os.PathLike[str], *, folder: bool = False, probe: 
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------- model files
+
+# Files that travel with a model file: an OpenVINO IR's .xml holds the graph, the .bin next to it the weights.
+COMPANIONS = {".xml": (".bin",)}
+
+
+def model_files(path: str | os.PathLike[str]) -> list[Path]:
+    """A model file and the files it needs beside it (an OpenVINO IR: .xml, then .bin)."""
+    path = Path(path)
+    return [path, *(path.with_suffix(s) for s in COMPANIONS.get(path.suffix.lower(), ()))]
+
+
+def model_present(path: str | os.PathLike[str]) -> bool:
+    """Whether a model file is there with every file it needs beside it."""
+    return all(p.is_file() for p in model_files(path))
+
+
+def copy_model(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Copy a model file and its companions (model_files) to `target` (same suffix), atomically and together:
+    the model file is renamed into place last, so it never names weights that are not there."""
+    sources, targets = model_files(source), model_files(target)
+    if Path(source).suffix.lower() != Path(target).suffix.lower():
+        raise UsageError(f"cannot copy {Path(source).name} to {Path(target).name}: the suffixes differ")
+    with atomic_files(*targets, size_hint=sum(p.stat().st_size for p in sources)) as temps:
+        for src, tmp in zip(sources, temps, strict=True):
+            shutil.copyfile(src, tmp)
+    return Path(target)
 
 
 def cache_root() -> Path:

@@ -226,7 +226,8 @@ def print_summary(result: OptimizeResult) -> None:
     console.print(f"{result.n_trials - 1} of {result.n_candidates - 1} candidates measured "
                   f"({result.n_failed} failed or ruled out) in {result.seconds:.0f} s.", highlight=False)
     if result.exported and result.exported.is_file():
-        console.print(f"Exported: {result.exported.parent}/ (model.onnx, deploy.json)", highlight=False)
+        files = sorted(p.name for p in result.exported.parent.glob("model.*"))
+        console.print(f"Exported: {result.exported.parent}/ ({', '.join([*files, 'deploy.json'])})", highlight=False)
     if result.report:
         console.print(f"Report: {result.report}", highlight=False)
 
@@ -300,13 +301,13 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option("default", "--preset", help=f"Search space: {', '.join(SPACE_PRESETS)} (quick: "
                                    "runtime, resolution and pruning only). The options below override it."),
         runtimes: str = typer.Option(None, "--runtimes", help="Runtimes to search, comma-separated (default: "
-                                     "opencv,ort)."),
+                                     "opencv,ort, and openvino where installed)."),
         threads: str = typer.Option(None, "--threads", help="Thread counts to try, e.g. 1,2 (default: 1 and "
                                     "all physical cores)."),
         scales: str = typer.Option(None, "--scales", help="Input resolution scales to try, e.g. 1,0.75,0.5."),
         prune: str = typer.Option(None, "--prune", help="Channel pruning ratios to try, e.g. 0,0.25."),
         quant: str = typer.Option(None, "--quant", help="Precisions to try, e.g. none,int8-qoperator,int8-qdq,"
-                                  "int8-dynamic,fp16."),
+                                  "int8-dynamic,fp16,nncf-int8 (NNCF's int8 runs on openvino only)."),
         simplify: bool = typer.Option(None, "--simplify/--no-simplify", help="Also try onnxslim simplification."),
         batch: str = typer.Option(None, "--batch", help="Batch sizes to try (throughput objective: 1,4)."),
         instances: str = typer.Option(None, "--instances", help="Parallel sessions (processes) to try, e.g. 1,2 "

@@ -114,7 +114,12 @@ class Pass:
 
     @classmethod
     def available(cls) -> bool:
-        return all(_module_available(m) for m in cls.requires)
+        return not cls.missing()
+
+    @classmethod
+    def missing(cls) -> list[str]:
+        """The modules this pass needs (`requires`) that cannot be imported here."""
+        return [m for m in cls.requires if not _module_available(m)]
 
 
 def _module_available(name: str) -> bool:

@@ -4,7 +4,6 @@ carries the preprocessing it was built with (`stamp_preprocessing`), so a copy o
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -71,8 +70,8 @@ def apply_passes(model: onnx.ModelProto, passes: Sequence[Pass], ctx: BuildConte
 
 def save_built(model: onnx.ModelProto, info: dict[str, Any], output: str | Path) -> Path:
     """Write what apply_passes built to `output`, atomically: the ONNX model, or the non-ONNX file the last pass
-    wrote (an OpenVINO IR's .bin is moved next to its .xml first). `output`'s suffix must match."""
-    from ..files import atomic_path
+    wrote (an OpenVINO IR's .xml and .bin together: files.copy_model). `output`'s suffix must match."""
+    from ..files import copy_model
     from ..model import save_onnx
 
     output = Path(output)
@@ -85,13 +84,7 @@ def save_built(model: onnx.ModelProto, info: dict[str, Any], output: str | Path)
     if output.suffix.lower() != artifact.suffix.lower():
         raise UsageError(f"the built model is a {artifact.suffix} file; give an output ending in {artifact.suffix} "
                          f"(got {output.name})")
-    weights = artifact.with_suffix(".bin")
-    if artifact.suffix.lower() == ".xml" and weights.is_file():
-        with atomic_path(output.with_suffix(".bin")) as tmp:
-            shutil.copyfile(weights, tmp)
-    with atomic_path(output) as tmp:
-        shutil.copyfile(artifact, tmp)
-    return output
+    return copy_model(artifact, output)
 
 
 def build_file(model: onnx.ModelProto, passes: Sequence[Pass], ctx: BuildContext, output: str | Path, *,

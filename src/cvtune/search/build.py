@@ -4,12 +4,14 @@ calibration images from one stream: the calibration split through the task's own
 
 from __future__ import annotations
 
+import shutil
 import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+from ..files import model_files, model_present
 from ..isolate import run_isolated
 
 
@@ -18,8 +20,9 @@ def _build_child(source: str, output: str, passes: list[dict[str, Any]], static_
                  ) -> dict[str, Any]:
     """Runs in a child: apply the passes, save atomically, return facts about the result."""
     from ..data.calibration import CalibrationNeed, CalibrationSet, calibration_set
-    from ..model import load_onnx, save_onnx
-    from ..passes import BuildContext, apply_passes, pass_from_dict
+    from ..model import load_onnx
+    from ..passes import BuildContext, apply_passes, pass_from_dict, save_built
+    from ..passes.build import ARTIFACT
     from ..tasks.spec import TaskSpec
 
     started = time.perf_counter()
@@ -39,20 +42,24 @@ def _build_child(source: str, output: str, passes: list[dict[str, Any]], static_
     ctx = BuildContext(tuple(input_shape), Path(workdir), calibration,
                        tuple(static_size) if static_size else None)  # type: ignore[arg-type]
     proto, info = apply_passes(proto, [pass_from_dict(p) for p in passes], ctx, preprocessing=spec.preprocessing)
-    save_onnx(proto, output)
+    save_built(proto, info, output)
+    for facts in info.values():  # the scratch file it names is gone once the build ends
+        facts.pop(ARTIFACT, None)
     return {"passes": info, "seconds": time.perf_counter() - started}
 
 
 def model_file_facts(path: str | Path) -> dict[str, int]:
-    """File size and deflate-compressed size (what the size objective minimizes: what you would ship)."""
-    data = Path(path).read_bytes()
-    return {"file_bytes": len(data), "compressed_bytes": len(zlib.compress(data, 6))}
+    """File size and deflate-compressed size (what the size objective minimizes: what you would ship), of the model
+    file with the files it needs beside it (an OpenVINO IR's .xml and .bin)."""
+    files = [p.read_bytes() for p in model_files(path)]
+    return {"file_bytes": sum(len(d) for d in files), "compressed_bytes": sum(len(zlib.compress(d, 6)) for d in files)}
 
 
 def build_model(source: str | Path, output: str | Path, passes: list[dict[str, Any]], *,
                 static_size: list[int] | None, calib_images: list[str], task: dict[str, Any],
                 input_shape: list[int], timeout: float, memory_limit_mb: int | None) -> dict[str, Any]:
-    """Build one transformed model into `output` in a child process. Raises TrialFailed/CvtuneError on failure."""
+    """Build one transformed model into `output` (its suffix: passes.output_suffix of the passes) in a child
+    process. Raises TrialFailed/CvtuneError on failure."""
     output = Path(output)
     workdir = output.parent / f".work-{output.stem}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -62,10 +69,8 @@ def build_model(source: str | Path, output: str | Path, passes: list[dict[str, A
                              "static_size": static_size, "calib_images": calib_images, "task": task,
                              "input_shape": input_shape, "workdir": str(workdir)},
                             timeout=timeout, memory_limit_mb=memory_limit_mb)
-    finally:
-        for leftover in workdir.glob("*"):
-            leftover.unlink(missing_ok=True)
-        workdir.rmdir() if workdir.exists() and not any(workdir.iterdir()) else None
-    if not output.is_file():
-        raise ModelError(f"building {output.name} produced no file")
+    finally:  # a pass's scratch files (NNCF writes an ONNX copy and the IR there)
+        shutil.rmtree(workdir, ignore_errors=True)
+    if not model_present(output):
+        raise ModelError(f"building {output.name} produced no file (or not all of its files)")
     return {**info, **model_file_facts(output)}

@@ -1,8 +1,8 @@
-"""Export an answer: OUT/best/model.onnx, OUT/best/deploy.json (what `cvtune run` and `cvtune.load_deployed` read:
-runtime, threads, batch, instances, input size, preprocessing and where it came from, the passes that made the
-model, and what this machine measured) and OUT/best/candidate.json. The anytime search exports the model as given
-first and replaces the folder as a whole each time a better answer is confirmed, so OUT/best is always one
-complete, valid answer."""
+"""Export an answer: OUT/best/model.onnx (or model.xml + model.bin, an OpenVINO IR), OUT/best/deploy.json (what
+`cvtune run` and `cvtune.load_deployed` read: runtime, threads, batch, instances, input size, preprocessing and where
+it came from, the passes that made the model, and what this machine measured) and OUT/best/candidate.json. The
+anytime search exports the model as given first and replaces the folder as a whole each time a better answer is
+confirmed, so OUT/best is always one complete, valid answer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_files, json_document
+from ..files import atomic_files, json_document, model_files
 from .records import Trial
 from .space import Candidate
 from .trials import Search
@@ -21,14 +21,20 @@ DEPLOY_NAME = "deploy.json"
 BEST_DIR = "best"
 
 
+def model_name(path: str | Path) -> str:
+    """The exported model's file name, of the built model's format: model.onnx, or model.xml (an OpenVINO IR,
+    which NNCF's int8 writes; its model.bin goes beside it)."""
+    return f"model{Path(path).suffix.lower()}"
+
+
 def deploy_dict(search: Search, cand: Candidate, *, timing: Trial | None, accuracy: Trial | None,
-                expected: dict[str, Any] | None = None) -> dict[str, Any]:
+                expected: dict[str, Any] | None = None, model: str = "model.onnx") -> dict[str, Any]:
     """The deploy.json of `cand`: how to run it, and what was measured (`expected` adds the verdicts)."""
     spec = search.ctx.task_spec(cand)
     t = timing.timing if timing is not None else None
     metric = accuracy.metric if accuracy is not None else None
     return {
-        "model": "model.onnx",
+        "model": model,
         "runtime": cand.runtime.to_dict(),
         "task": spec.name,
         "task_options": search.ctx.task_options(cand.input_scale),
@@ -61,14 +67,22 @@ def export_answer(search: Search, cand: Candidate, *, timing: Trial | None, accu
         search.notes.append(f"could not export {cand.label()}: {error}")
         return None
     best_dir = Path(search.config.out) / BEST_DIR
-    deploy = json_document("deploy", deploy_dict(search, cand, timing=timing, accuracy=accuracy, expected=expected))
+    name = model_name(path)
+    deploy = json_document("deploy", deploy_dict(search, cand, timing=timing, accuracy=accuracy, expected=expected,
+                                                 model=name))
     candidate = json_document("candidate", {"source_model": str(search.ctx.source), "candidate": cand.to_dict(),
                                             "key": cand.key(), "label": cand.label()})
+    sources = model_files(path)
+    models = model_files(best_dir / name)  # an OpenVINO IR: model.xml and model.bin
     # one commit, deploy.json last: it never names a model that is not (yet) the answer
-    with atomic_files(best_dir / DEPLOY_NAME, best_dir / "model.onnx", best_dir / "candidate.json",
-                      size_hint=Path(path).stat().st_size) as (tmp_deploy, tmp_model, tmp_candidate):
-        shutil.copyfile(path, tmp_model)
+    with atomic_files(best_dir / DEPLOY_NAME, *models, best_dir / "candidate.json",
+                      size_hint=sum(p.stat().st_size for p in sources)) as (tmp_deploy, *tmp_models, tmp_candidate):
+        for source, tmp in zip(sources, tmp_models, strict=True):
+            shutil.copyfile(source, tmp)
         for tmp, doc in ((tmp_deploy, deploy), (tmp_candidate, candidate)):
             text = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
             tmp.write_bytes(text.encode("utf-8", "backslashreplace"))
+    for stale in best_dir.glob("model.*"):  # an earlier answer's model in another format
+        if stale not in models:
+            stale.unlink(missing_ok=True)
     return best_dir / DEPLOY_NAME

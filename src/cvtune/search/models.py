@@ -5,14 +5,14 @@ once."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import CvtuneError, TrialFailed
-from ..files import atomic_path, cache_root
+from ..errors import CvtuneError, OutputError, TrialFailed
+from ..files import cache_root, copy_model, model_present
+from ..passes import output_suffix
 from ..probe import probe_runtimes
 from ..runtimes import make_runtime, runtime_from_dict
 from .build import build_model, model_file_facts
@@ -48,15 +48,14 @@ class ModelCache:
             except CvtuneError as exc:
                 return None, key, f"conversion to ONNX failed: {exc}"
         known = self.store.model(key)
-        if known is not None and (not known.ok or Path(known.path).is_file()):
+        if known is not None and (not known.ok or model_present(known.path)):
             return (Path(known.path) if known.ok else None), key, known.error
-        out = Path(ctx.config.out) / "models" / f"{key}.onnx"
+        # an OpenVINO IR (NNCF int8) is an .xml with its .bin beside it: both are built, cached and copied together
+        out = Path(ctx.config.out) / "models" / f"{key}{output_suffix(cand.passes)}"
         passes = [p.to_dict() for p in cand.passes]
         cached = self._cached_build(cand)
-        if cached.is_file():  # built by an earlier search from the same model, passes and calibration images
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(out) as tmp:
-                shutil.copyfile(cached, tmp)
+        if model_present(cached):  # built by an earlier search from the same model, passes and calibration images
+            copy_model(cached, out)
             info = {**model_file_facts(out), "cached_from": str(cached)}
             self.store.record_model(BuiltModel(key, tuple(passes), str(out), "ok", "", info, 0.0))
             return out, key, ""
@@ -80,10 +79,8 @@ class ModelCache:
             return None, key, error
         self.store.record_model(BuiltModel(key, tuple(passes), str(out), "ok", "", info, time.monotonic() - started))
         try:  # keep it for the next search (a full disk here costs only the reuse)
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(cached) as tmp:
-                shutil.copyfile(out, tmp)
-        except OSError:
+            copy_model(out, cached)
+        except (OSError, OutputError):
             pass
         return out, key, ""
 
@@ -98,7 +95,7 @@ class ModelCache:
             self._calib_identity = images
         key = short_hash({"model": cand.model_key(self.ctx.source_hash), "calibration": self._calib_identity,
                           "task": self.ctx.build_spec().to_dict(), "format": BUILD_CACHE_FORMAT}, 24)
-        return cache_root() / "builds" / f"{key}.onnx"
+        return cache_root() / "builds" / f"{key}{output_suffix(cand.passes)}"
 
     def probe(self, path: Path, model_key: str, cand: Candidate) -> tuple[bool, str]:
         """Does this runtime (engine/provider; threads do not matter) load and run this model, and return the

@@ -28,7 +28,7 @@ from .export import export_answer
 from .final import final_timing
 from .measure import Baseline, Incumbent, Outcome, as_incumbent, measure_candidate
 from .pareto import pareto_front
-from .space import Candidate, baseline_candidate, build_space
+from .space import Candidate, baseline_candidate, build_space, space_notes
 from .store import STORE_NAME, Store, check_out_dir
 from .strategy import make_strategy
 from .trials import FINAL_ROUNDS, EventFn, Search, check_fit
@@ -77,6 +77,7 @@ def _optimize(config: OptimizeConfig, on_event: EventFn | None) -> OptimizeResul
 def _search(search: Search, resumed: bool) -> OptimizeResult:
     config, clock, store = search.config, search.clock, search.store
     space = build_space(config.space, search.ctx.facts, objective=config.objective)
+    search.notes.extend(space_notes(config.space, objective=config.objective))
     strategy = make_strategy(search, space)
     search.emit("space", size=len(space), strategy=strategy.name, candidates=len(strategy.order))
     with clock.unbounded():  # the model as given is the answer of last resort: it is always measured

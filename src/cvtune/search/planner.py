@@ -31,13 +31,24 @@ if TYPE_CHECKING:
 # Runtime families, relative to OpenCV's default engine (the baseline). ORT and OpenVINO are usually faster on x86
 # CPUs (measured here on PP-OCRv4 det: ORT ~1.9x); OpenCV's classic engine was ~0.4x of the new one. Runtime and
 # thread changes keep what the model computes, so their outputs nearly always match.
-RUNTIME_PRIOR = {"ort": 1.6, "openvino": 1.4, "opencv:new": 1.0, "opencv:auto": 1.0, "opencv:classic": 0.6}
+# OpenVINO's throughput hint splits the cores into streams, which one synchronous request cannot use.
+RUNTIME_PRIOR = {"ort": 1.6, "openvino": 1.4, "openvino:throughput": 1.0, "opencv:new": 1.0, "opencv:auto": 1.0,
+                 "opencv:classic": 0.6}
 # Precision passes depend on the runtime's kernels: OpenCV 5's new engine ran int8 2.5-18x SLOWER than fp32 (its
 # int8 path is a reference implementation); ORT's int8 kernels use VNNI (the detector ran at 0.40x of fp32 time).
+# NNCF's int8 (OpenVINO only) ran PP-OCRv4 det 1.43x faster than ORT fp32, so ~1.55x OpenVINO fp32, at output
+# cosine 0.98 (fast bias correction); its accuracy-control variant gives speed back for accuracy.
 PRECISION_PRIOR = {("int8_static", "ort"): (1.8, 0.5), ("int8_static", "openvino"): (1.8, 0.5),
                    ("int8_static", "opencv"): (0.3, 0.5), ("int8_dynamic", "ort"): (1.1, 0.6),
-                   ("int8_dynamic", "opencv"): (0.5, 0.6), ("fp16", "*"): (0.8, 0.9)}
-BUILD_SECONDS_PRIOR = {"channel_prune": 30.0, "int8_static": 20.0, "simplify": 5.0}  # refit from real builds
+                   ("int8_dynamic", "opencv"): (0.5, 0.6), ("fp16", "*"): (0.8, 0.9),
+                   ("nncf_int8", "openvino"): (1.55, 0.6), ("nncf_int8_ac", "openvino"): (1.3, 0.85)}
+BUILD_SECONDS_PRIOR = {"channel_prune": 30.0, "int8_static": 20.0, "simplify": 5.0, "nncf_int8": 20.0,
+                       "nncf_int8_ac": 60.0}  # refit from real builds
+INT8_SIZE_PRIOR = 3.5  # int8 weights: a quarter of fp32, less what stays float
+SIZE_PRIOR = {"int8_static": INT8_SIZE_PRIOR, "int8_dynamic": INT8_SIZE_PRIOR, "nncf_int8": INT8_SIZE_PRIOR,
+              "nncf_int8_ac": 3.0, "fp16": 1.9}
+P_WITHIN_PRIOR = {"int8_static": 0.5, "int8_dynamic": 0.6, "nncf_int8": 0.6, "nncf_int8_ac": 0.85, "fp16": 0.9,
+                  "sparsify": 0.6}
 DEFAULT_PRIOR = (1.0, 0.8)
 RIDGE = 1.0  # pull of the priors in the log-factor fit, in units of one measured candidate
 
@@ -60,6 +71,8 @@ class Expectation:
 def runtime_family(cand: Candidate) -> str:
     rt = cand.runtime.to_dict()
     name = rt["runtime"]
+    if name == "openvino" and rt.get("hint", "latency") != "latency":
+        return f"openvino:{rt['hint']}"
     return f"opencv:{rt.get('engine', 'auto')}" if name == "opencv" else name
 
 
@@ -95,7 +108,7 @@ def prior(lever: str, cand: Candidate, objective: str, cores: int) -> tuple[floa
         if kind != "pass":
             return 1.0, 0.97
         p = next(p for p in cand.passes if rest.startswith(p.label()))
-        size = {"int8_static": 3.5, "int8_dynamic": 3.5, "fp16": 1.9}.get(p.name)
+        size = SIZE_PRIOR.get(p.name)
         if size is None:
             ratio = getattr(p, "ratio", None)
             sparsity = getattr(p, "sparsity", None)
@@ -130,7 +143,7 @@ def _p_within(p) -> float:
     ratio = getattr(p, "ratio", None)
     if ratio:
         return max(0.05, 1.0 - 2.0 * ratio)
-    return {"int8_static": 0.5, "int8_dynamic": 0.6, "fp16": 0.9, "sparsify": 0.6}.get(p.name, 0.8)
+    return P_WITHIN_PRIOR.get(p.name, 0.8)
 
 
 @dataclass

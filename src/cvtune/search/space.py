@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import UsageError
-from ..passes import PASSES, ChannelPrune, Int8Static, Pass, Simplify, pass_choice, pass_from_dict
+from ..passes import PASSES, ChannelPrune, Int8Static, NncfInt8, Pass, Simplify, pass_choice, pass_from_dict
 from ..runtimes import RUNTIMES, Runtime, make_runtime, runtime_from_dict
 
 # Test-only failure injection. Honoured only when CVTUNE_TEST_HOOKS=1 is set, so users cannot hit it by accident.
@@ -69,6 +69,10 @@ class Candidate:
             raise UsageError(f"input scale must be in [0.1, 2] (got {self.input_scale})")
         if self.input_size is not None and self.input_scale != 1.0:
             raise UsageError("give either a fixed input size or a scale of the task's resizing, not both")
+        for p in passes:
+            if not runs_on(p, self.runtime):
+                raise UsageError(f"{p.label()} writes a model only {', '.join(p.runtimes or ())} can run; pair it "
+                                 f"with that runtime, not {self.runtime.name}")
 
     @property
     def static(self) -> bool:
@@ -132,6 +136,11 @@ class Candidate:
         return " ".join([self.runtime.label(), *extra]) + f" | {self.transforms_label()}"
 
 
+def runs_on(p: Pass, runtime: Runtime) -> bool:
+    """Whether `runtime` can run what pass `p` writes (Pass.runtimes; None: every runtime)."""
+    return p.runtimes is None or runtime.name in p.runtimes
+
+
 def baseline_candidate() -> Candidate:
     """The model as given, run the way the article runs it: OpenCV DNN with its defaults."""
     return Candidate((), make_runtime("opencv"))
@@ -156,7 +165,8 @@ class SpaceConfig:
     """Which values each axis of the space takes. `transforms` lists, per pass slot, the passes to try
     (None = that slot off); slots not listed are off."""
 
-    runtimes: tuple[str, ...] = ("opencv", "ort")  # families; opencv expands to each available engine
+    runtimes: tuple[str, ...] = ("opencv", "ort")  # families; opencv expands to each available engine (the
+    #                                               presets add openvino where installed)
     opencv_engines: tuple[str, ...] = ("new", "classic")
     threads: tuple[int, ...] = ()  # () = 1 and all cores
     input_scales: tuple[float, ...] = (1.0, 0.75, 0.5)  # of the task's resolution (or the representative size)
@@ -240,19 +250,40 @@ def _prune(ratio: float, importance: str) -> ChannelPrune:
     return ChannelPrune(ratio=ratio, importance=importance)
 
 
+def _openvino() -> tuple[str, ...]:
+    """OpenVINO where it is installed: its fp32 is then a runtime like the others."""
+    return ("openvino",) if "openvino" in RUNTIMES else ()
+
+
+def _nncf() -> tuple[Pass, ...]:
+    """NNCF's post-training int8 (an OpenVINO IR) where NNCF and OpenVINO are installed."""
+    return (NncfInt8(),) if _openvino() and NncfInt8.available() else ()
+
+
+def _default_space() -> SpaceConfig:
+    """SpaceConfig's defaults, with OpenVINO fp32 and NNCF int8 where they are installed."""
+    space = SpaceConfig()
+    space = replace(space, runtimes=(*space.runtimes, *_openvino()))
+    return space.with_slot("precision", (*space.slot_values("precision"), *_nncf()))
+
+
 SPACE_PRESETS: dict[str, Any] = {
     # The levers that pay off on a CPU in minutes: runtime, resolution, channel pruning; all cores for latency.
     # Activation importance + reconstruction (with the layers nearest the output kept dense) keeps hmean within
     # 1% at 20-30% pruning on PP-OCRv4 det where L1 at 10% lost 8%; the task's resize only upscales, so smaller
-    # scales bought little speed and cost hmean.
-    "quick": lambda: SpaceConfig(opencv_engines=("new",), threads=(max(default_threads()),), input_scales=(1.0,),
+    # scales bought little speed and cost hmean. OpenVINO fp32 (where installed) is cheap to try: nothing to
+    # build, and its outputs match the model's, so its accuracy settles on the first chunk of images.
+    "quick": lambda: SpaceConfig(runtimes=("opencv", "ort", *_openvino()), opencv_engines=("new",),
+                                 threads=(max(default_threads()),), input_scales=(1.0,),
                                  transforms=(("prune", (None, _prune(0.2, "activation"), _prune(0.3, "activation"))),
                                              )),
-    "default": SpaceConfig,
+    # SpaceConfig's defaults; where installed, OpenVINO fp32 and NNCF's int8 (run by OpenVINO only).
+    "default": _default_space,
     # Everything: both OpenCV engines, every int8/fp16 variant, more pruning; large, so optuna samples it.
-    "full": lambda: SpaceConfig(input_scales=(1.0, 0.875, 0.75, 0.625, 0.5), transforms=(
+    "full": lambda: SpaceConfig(runtimes=("opencv", "ort", *_openvino()), input_scales=(1.0, 0.875, 0.75, 0.625, 0.5),
+                                transforms=(
         ("simplify", (None, Simplify())), ("prune", (None, _prune(0.25, "l1"), _prune(0.5, "l1"))),
-        ("precision", (None, PASSES["fp16"](), Int8Static("qdq"), Int8Static("qoperator"))))),
+        ("precision", (None, PASSES["fp16"](), Int8Static("qdq"), Int8Static("qoperator"), *_nncf())))),
 }
 
 
@@ -314,7 +345,9 @@ def input_scales(config: SpaceConfig, facts: ModelFacts) -> list[float]:
     return scales + [s for s in config.input_scales if s != 1.0]
 
 
-def runtime_choices(config: SpaceConfig, threads: tuple[int, ...]) -> list[Runtime]:
+def runtime_choices(config: SpaceConfig, threads: tuple[int, ...], *, objective: str = "latency") -> list[Runtime]:
+    """The runtime settings to try: each OpenCV engine, ONNX Runtime, and OpenVINO with its latency hint at each
+    thread count, plus (throughput objective only: one synchronous request uses one stream) its throughput hint."""
     from ..runtimes.opencv import available_engines
 
     choices: list[Runtime] = []
@@ -322,6 +355,10 @@ def runtime_choices(config: SpaceConfig, threads: tuple[int, ...]) -> list[Runti
         if family == "opencv":
             engines = [e for e in config.opencv_engines if e in available_engines()] or ["classic"]
             choices += [make_runtime("opencv", engine=e, threads=t) for e in engines for t in threads]
+        elif family == "openvino":
+            from ..runtimes.openvino import search_variants
+
+            choices += [rt for rt in search_variants(threads) if objective == "throughput" or rt.hint == "latency"]
         else:
             choices += [make_runtime(family, threads=t) for t in threads]
     return choices
@@ -337,11 +374,27 @@ def transform_axes(config: SpaceConfig, *, objective: str = "latency") -> dict[s
     return axes
 
 
+def space_notes(config: SpaceConfig, *, objective: str = "latency") -> list[str]:
+    """Why a configured pass is left out of the space: a module it needs is not installed, or none of the runtimes
+    that run its output is searched (said once per pass, for the report)."""
+    notes = []
+    for _, values in config.transforms:
+        for p in dict.fromkeys(v for v in values if v is not None):
+            missing = type(p).missing()
+            if missing:
+                notes.append(f"{p.label()} is left out of the search: it needs {', '.join(missing)}, which is not "
+                             f"installed")
+            elif objective in p.objectives and p.runtimes is not None and not set(p.runtimes) & set(config.runtimes):
+                notes.append(f"{p.label()} is left out of the search: only {', '.join(p.runtimes)} runs its model, "
+                             f"and the search's runtimes are {', '.join(config.runtimes)}")
+    return notes
+
+
 def space_axes(config: SpaceConfig, facts: ModelFacts, *, objective: str = "latency") -> dict[str, list[Any]]:
     """Each axis of the space with its values."""
     threads = config.threads or default_threads()
     return {
-        "runtime": runtime_choices(config, threads),
+        "runtime": runtime_choices(config, threads, objective=objective),
         "input_size": input_sizes(config, facts),
         "input_scale": input_scales(config, facts),
         **transform_axes(config, objective=objective),
@@ -352,10 +405,13 @@ def space_axes(config: SpaceConfig, facts: ModelFacts, *, objective: str = "late
 
 def candidate_from(values: dict[str, Any]) -> Candidate | None:
     """The candidate for one value per axis, or None for a combination that cannot exist (static shapes fix the
-    batch at 1, so a static model cannot take a bigger batch; a fixed size and a resize scale exclude each other)."""
+    batch at 1, so a static model cannot take a bigger batch; a fixed size and a resize scale exclude each other;
+    a pass whose output only some runtimes run (Pass.runtimes) goes with those only)."""
     if values["input_size"] is not None and float(values.get("input_scale", 1.0)) != 1.0:
         return None
     passes = tuple(v for k, v in values.items() if k.startswith("pass:") and v is not None)
+    if not all(runs_on(p, values["runtime"]) for p in passes):  # e.g. NNCF's OpenVINO IR on ONNX Runtime
+        return None
     cand = Candidate(passes, values["runtime"], input_size=values["input_size"],
                      input_scale=float(values.get("input_scale", 1.0)), batch=int(values["batch"]),
                      instances=int(values["instances"]))
