@@ -23,6 +23,12 @@ class PersonMask(Task):
     metric = "mask_iou"
     dataset_kinds = ("images",)
 
+    def __init__(self, preprocessing=None, *, masks: str = "", **options) -> None:
+        """`masks` (-O masks=DIR): the folder of reference masks; each option is a keyword parameter, so a
+        misspelt -O KEY=VALUE is refused instead of ignored."""
+        super().__init__(preprocessing, **options)
+        self.masks = masks
+
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """BGR image -> 1x3xHxW RGB in [0, 1] at the model's input size (from the model file)."""
         height, width = self.input_size or self.preprocessing.input_size or (256, 256)
@@ -36,7 +42,9 @@ class PersonMask(Task):
         return {"foreground": float(mask.mean()), "mask": mask}
 
     def score(self, predictions: list[dict], samples, dataset) -> Metrics:
-        folder = Path(self.options["masks"])
+        if not self.masks:
+            raise ValueError("person_mask needs the reference masks: -O masks=DIR")
+        folder = Path(self.masks)
         ious = []
         for prediction, sample in zip(predictions, samples, strict=True):
             truth = cv2.imread(str(folder / (sample.path.stem + ".png")), cv2.IMREAD_GRAYSCALE) > 127

@@ -197,7 +197,7 @@ def test_int8_calibrated_on_the_wrong_preprocessing_is_caught(tmp_path, real_mod
     """nudenet 320n takes raw 0-1 RGB pixels. Two int8 models, same settings (decoding tail kept float), calibrated
     on ImageNet-normalized tensors (a wrong guess) or on the real preprocessing. The output cosine cvtune used to
     report cannot tell them apart (~0.998 both); detection fidelity under the real preprocessing can (measured:
-    det_f1 0.72 / map50 0.65 against 0.96 / 0.98)."""
+    det_f1 0.72-0.78 against 0.96)."""
     import onnx
 
     from cvtune.data.calibration import CalibrationNeed, calibration_set
@@ -231,8 +231,10 @@ def test_int8_calibrated_on_the_wrong_preprocessing_is_caught(tmp_path, real_mod
         scores[name] = evaluate(result.output, "ort", fidelity, photo_variants, progress=False)
     wrong, right = scores["guessed"], scores["true"]
     assert wrong.name == "det_f1" and wrong.details["reference_detections"] >= 6
-    assert right.value >= 0.9 and right.details["map50"] >= 0.9
-    assert wrong.value <= 0.8 and wrong.details["map50"] <= 0.8  # a 20%+ drop, not a 0.2% one
+    # F1 at IoU 0.5 is the verdict; mAP50 over this handful of reference boxes swings either way (measured 0.83
+    # right vs 0.90 wrong on one run, 0.98 vs 0.65 on another), so it is not asserted
+    assert right.value >= 0.9
+    assert wrong.value <= right.value - 0.1  # a 10-point+ drop, not the 0.2% the calibration's own view claims
 
 
 def test_cli_fidelity_takes_the_decoder_as_a_task_option(real_models, real_photos, capsys):

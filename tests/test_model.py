@@ -86,10 +86,10 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
         load_onnx(tmp_path)
 
 
-def test_tensorflow_models_need_onnx_for_transforms(tmp_path: Path) -> None:
+def test_tensorflow_models_are_converted_to_onnx_for_transforms(tmp_path: Path) -> None:
     path = tmp_path / "graph.pb"
-    path.write_bytes(b"\x00")
-    with pytest.raises(ModelError, match="transforms need ONNX"):
+    path.write_bytes(b"\x0a\x00")  # starts like a GraphDef (its node field)
+    with pytest.raises(ModelError, match="graph.pb to ONNX"):
         load_onnx(path)
 
 

@@ -98,7 +98,8 @@ def toy_pass(tmp_path, monkeypatch):
 def test_builtin_passes_are_registered_with_their_slots():
     assert {"simplify", "channel_prune", "sparsify", "int8_static", "int8_dynamic", "fp16", "nncf_int8",
             "nncf_int8_ac"} <= set(PASSES)
-    assert [c.name for c in slots()["precision"]] == ["fp16", "int8_dynamic", "int8_static", "nncf_int8",
+    builtin = [c.name for c in slots()["precision"] if c.__module__.startswith("cvtune.passes.")]
+    assert builtin == ["fp16", "int8_dynamic", "int8_static", "nncf_int8",
                                                       "nncf_int8_ac"]
     assert pass_from_dict(ChannelPrune(0.3, "bn").to_dict()) == ChannelPrune(0.3, "bn")
 

@@ -126,7 +126,7 @@ def test_a_json_file_holds_a_spec_string_or_object_and_errors_name_the_file(tmp_
     (tmp_path / "obj.json").write_text(json.dumps(spec.to_dict()))
     assert load_preprocess(tmp_path / "pre.json") == load_preprocess(str(tmp_path / "obj.json")) == spec
     (tmp_path / "bad.json").write_text(json.dumps({"preprocess": "letterbox=320x320,rgbb"}))
-    with pytest.raises(UsageError, match=r"bad\.json: bad --preprocess item 'rgbb'"):
+    with pytest.raises(UsageError, match=r"bad\.json: bad preprocessing item 'rgbb'"):
         load_preprocess(tmp_path / "bad.json")
     with pytest.raises(UsageError, match="missing.json not found"):
         load_preprocess(tmp_path / "missing.json")
@@ -444,7 +444,7 @@ def test_a_bad_preprocess_option_is_one_error_line(tmp_path, photos, capsys):
     model = _tiny(tmp_path / "mine.onnx", size=8)
     assert run_cli(_eval(model, photos, "--preprocess", "stretch,rbg")) == 2
     err = capsys.readouterr().err
-    assert err.count("Error:") == 1 and "bad --preprocess item 'rbg'" in " ".join(err.split())
+    assert err.count("Error:") == 1 and "bad preprocessing item 'rbg'" in " ".join(err.split())
 
 
 def test_optimize_refuses_a_guess_with_the_guess_and_how_to_confirm_or_correct_it(tmp_path, photos, capsys):

@@ -286,7 +286,7 @@ def test_fp16_checks_the_kernels_this_onnxruntime_has(tmp_path):
     try:
         strict = quantize(model, tmp_path / "strict.onnx", Fp16Config(), probe=False)
     except ModelError as exc:
-        assert "no fp16 kernel" in str(exc) and "--fp16-fallback" in str(exc)
+        assert "no fp16 kernel" in str(exc) and "fp32 kernels" in str(exc)
         assert not (tmp_path / "strict.onnx").exists()
     else:  # a CPU/ORT with fp16 kernels for every op (e.g. ARM): then nothing ran in fp32
         assert not strict.extra["fp16"]["fp32_kernel_ops"]
@@ -325,7 +325,9 @@ def test_cli_max_drop_is_relative_with_a_percent_and_absolute_with_abs(tmp_path,
     # one folder: a seeded split calibrates on 2 of the 8 photos and evaluates on the other 6
     assert "2 image(s) calibrate, 6 evaluate" in " ".join(captured.err.split())
     sidecar = json.loads(sidecar_path(out).read_text())
-    assert sidecar["excluded"] == ["conv1"] and sidecar["calibration"]["images"] == 2
+    # the harmful layer goes back to float first; raw-output similarity may ask for more before 1% holds
+    assert sidecar["excluded"][0] == "conv1" and sidecar["calibration"]["images"] == 2
+    assert sidecar["accuracy"]["met"] is True
     assert sidecar["accuracy"]["max_drop"] == {"value": pytest.approx(0.01), "relative": relative}
     assert sidecar["accuracy"]["evaluated_on"].startswith("6 image(s)")
 

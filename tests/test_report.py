@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -165,7 +166,9 @@ def test_strings_from_models_and_trials_are_escaped(tmp_path):
     html = render_html(run)
     assert hostile not in html and "&lt;script&gt;" in html
     markdown = render_markdown(run)  # Markdown viewers render raw HTML: names are shown as text, never run
-    assert hostile not in markdown and "&lt;script&gt;alert" in markdown
+    prose = re.sub(r"```.*?```", "", markdown, flags=re.S)  # a fenced command is shown verbatim, as text
+    assert hostile not in prose and "&lt;script&gt;alert" in prose
+    assert markdown.count("```") % 2 == 0  # no name closes a fence early
 
 
 def test_cvtune_report_regenerates_every_file(optimize_run, capsys):

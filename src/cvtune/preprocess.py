@@ -390,7 +390,7 @@ class Preprocessing:
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         """The inverse of to_dict; also reads the older form ({"rgb": true, ...}) and {"spec": "..."} alone."""
         if not isinstance(data, dict):
-            raise UsageError(f"preprocessing must be a JSON object or a --preprocess string (got {data!r})")
+            raise UsageError(f"preprocessing must be a JSON object or a preprocessing spec string (got {data!r})")
         source = str(data.get("source") or "")
         keys = set(data) - {"source", "spec"}
         if not keys and data.get("spec"):
@@ -468,13 +468,13 @@ def parse_preprocess(text: str, *, source: str = "user") -> Preprocessing:
     size), pad=V, resize=N (center_crop), multiple=N, scale=X or a/b, mean=a/b/c or a, std=..., rgb|bgr|gray,
     nchw|nhwc, float32|uint8|int8, quant_scale=S, zero_point=Z. Anything else is one UsageError naming the item."""
     if not isinstance(text, str) or not text.strip():
-        raise _bad("empty --preprocess spec")
+        raise _bad("empty preprocessing spec")
     kwargs: dict[str, Any] = {}
     seen: dict[str, str] = {}
 
     def once(group: str, item: str) -> None:
         if group in seen:
-            raise _bad(f"bad --preprocess item '{item}': {group} already given by '{seen[group]}'")
+            raise _bad(f"bad preprocessing item '{item}': {group} already given by '{seen[group]}'")
         seen[group] = item
 
     for raw in text.split(","):
@@ -515,15 +515,15 @@ def parse_preprocess(text: str, *, source: str = "user") -> Preprocessing:
             else:
                 raise ValueError(_unknown_item(key, sep))
         except ValueError as exc:
-            raise _bad(f"bad --preprocess item '{item}': {exc}") from None
+            raise _bad(f"bad preprocessing item '{item}': {exc}") from None
     n = 1 if kwargs.get("channels") == "gray" else 3
     for key in ("mean", "std"):
         if key in kwargs and len(kwargs[key]) not in (1, n) and len(set(kwargs[key])) > 1:
-            raise _bad(f"bad --preprocess item '{seen[key]}': give 1 or {n} values for {n}-channel input")
+            raise _bad(f"bad preprocessing item '{seen[key]}': give 1 or {n} values for {n}-channel input")
     if kwargs.get("dtype") == "uint8" and any(k in kwargs for k in ("scale", "mean", "std")):
         raise _bad("a uint8 input takes raw 0-255 pixels (the model normalizes inside): drop scale/mean/std")
     if "pad" in kwargs and kwargs.get("resize") != "letterbox":
-        raise _bad(f"bad --preprocess item '{seen['pad']}': pad=V is the letterbox border value; add "
+        raise _bad(f"bad preprocessing item '{seen['pad']}': pad=V is the letterbox border value; add "
                    f"letterbox=HxW, or drop pad")
     return Preprocessing(source=source, **kwargs)
 
@@ -825,7 +825,7 @@ def _fit_to_model(spec: Preprocessing, model_path: str | os.PathLike[str]) -> Pr
     shape = "x".join("?" if d is None else str(d) for d in info[1])
     if info[1][1 if layout == "NCHW" else 3] is not None and layout != spec.layout:
         raise UsageError(f"{model_path}: its input '{info[0]}' is {shape} ({layout}) but the preprocessing says "
-                         f"{spec.layout}; add {layout.lower()} to --preprocess")
+                         f"{spec.layout}; add {layout.lower()} to the preprocessing spec")
     if size and spec.input_size and spec.input_size != size:
         raise UsageError(f"{model_path}: its input '{info[0]}' is {shape}, fixed at {size[0]}x{size[1]}, but the "
                          f"preprocessing makes {spec.input_size[0]}x{spec.input_size[1]}; give that size")

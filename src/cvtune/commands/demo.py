@@ -26,10 +26,14 @@ def register(app: typer.Typer) -> None:
         the article-style baseline (the model as given, OpenCV defaults), and write OUT/search/report.html."""
         from ..budget import Budget, parse_duration
         from ..demo import demo_config, demo_data
+        from ..errors import UsageError
         from ..search.config_file import save_config
         from .optimize import print_summary, run_optimize
 
         Budget.parse(max_drop), parse_duration(time_limit)  # bad options fail before anything is generated
+        if images < 10:
+            raise UsageError(f"--images must be at least 10 (got {images}): the demo calibrates on some and "
+                             f"evaluates on the rest")
         data = demo_data(out, images, on_generate=lambda d: err_console.print(
             f"generating {images} labelled text images in {d} ...", highlight=False))
         config = demo_config(out, data, time=time_limit, max_drop=max_drop, preset=preset)

@@ -175,12 +175,12 @@ def register(app: typer.Typer) -> None:
 
         if sum((dynamic, fp16, nncf)) > 1:
             raise UsageError("choose one of --dynamic, --fp16 and --nncf")
-        check_output(model, output, ".xml" if nncf else ".onnx", force=force)
         if nncf and (cle or bias_correction):
             raise UsageError("--cle and --bias-correction belong to cvtune's own int8; --nncf runs NNCF's fast bias "
                              "correction itself (drop them, or drop --nncf)")
         if fallback not in WEIGHTINGS:
             raise UsageError(f"unknown --fallback '{fallback}'; choose one of: {', '.join(WEIGHTINGS)}")
+        check_output(model, output, ".xml" if nncf else ".onnx", force=force)
         budget = Budget.parse(max_drop) if max_drop is not None else None
         shape = parse_shape(input_shape) if input_shape else None
         probe_at = parse_shape(probe_shape) if probe_shape else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -103,9 +104,18 @@ def _argmax(reference: Outputs, candidate: Outputs) -> Agreement:
 
 
 def _yolo(reference: Outputs, candidate: Outputs) -> Agreement:
-    """Raw YOLO heads decoded (conf 0.25, NMS 0.45); candidate boxes matched to the reference's by class and
-    IoU >= 0.5: F1."""
-    from ..tasks.detect import decode_yolo
+    """Detection heads decoded with the registered decoder whose layout the outputs fit (YOLOv8/v5/X, SSD, boxes +
+    scores; conf 0.25, NMS 0.45); candidate boxes matched to the reference's by class and IoU >= 0.5: F1. Raises
+    when no decoder fits (the caller then compares raw outputs)."""
+    from ..tasks.decoders import OutputFacts, choose_decoder, make_decoder
+
+    first = [np.asarray(o) for o in reference[0]]
+    facts = OutputFacts(tuple(tuple(o.shape) for o in first), (0, 0))  # no grid check: the size is not known here
+    decoder = make_decoder(choose_decoder(facts, where="the model being pruned"))
+    size = (0, 0)
+
+    def decode_yolo(outputs: list[np.ndarray], **kw: float) -> Any:
+        return decoder.decode([np.asarray(o) for o in outputs], size, **kw)
 
     counts = []
     for r, c in zip(reference, candidate, strict=True):

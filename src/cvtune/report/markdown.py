@@ -65,8 +65,9 @@ def render_markdown(run: RunData) -> str:
     if not sens:
         lines.append("not computed")
     for s in sens:
-        lines.append(f"- {_md(s.path.name)} ({s.method}, {s.metric} baseline {s.baseline:.4f}), most sensitive: "
-                     + ", ".join(f"{_md(name)} {100 * min(c for _, c in curve):+.2f}%" for name, curve in s.curves))
+        lines.append(f"- {_md(s.path.name)} ({_md(s.method)}, {_md(s.metric)} baseline {s.baseline:.4f}), most "
+                     f"sensitive: " + ", ".join(f"{_md(name)} {100 * min(c for _, c in curve):+.2f}%"
+                                                for name, curve in s.curves))
     findings = compute_findings(run.best_rows(), facts=run.facts,
                                 metric_name=metric_name)
     lines += ["", "## Findings on this machine", ""] + [f"- {_md(f.text)}" for f in findings]
