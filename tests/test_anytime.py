@@ -138,6 +138,7 @@ def test_the_users_own_metric_scores_candidates(tmp_path, cls_model, tiny_image_
         return 0.5
 
     result = cvtune.optimize(cls_model, tiny_image_dir, task="fidelity", out=tmp_path / "run", eval_fn=eval_fn,
-                             runtimes="ort", preset="quick", threads=(1,), time=None, max_trials=2)
+                             runtimes="ort", preset="quick", threads=(1,), time=None, max_trials=2,
+                             transforms=())
     assert calls[0] == "opencv" and "ort" in calls  # the baseline first, then candidates
     assert result.baseline.metric.name == "eval_fn" and result.baseline.metric.value == 0.5

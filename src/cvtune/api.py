@@ -56,7 +56,7 @@ def _task_options(task: str | type[Task] | None, preprocess: Preprocessing | dic
         if not isinstance(preprocess, Preprocessing):
             raise UsageError("preprocess must be a cvtune.Preprocessing or its dict (input_size, scale, mean, std, "
                              "rgb, layout)")
-        options["preprocessing"] = preprocess
+        options["preprocessing"] = preprocess.to_string()  # the --preprocess grammar: stored, compared on resume
     return task, options
 
 

@@ -110,9 +110,10 @@ def _writable_folder(folder: Path, output: Path) -> None:
 
 def check_output(path: str | os.PathLike[str], *, force: bool = False, inputs: Iterable[Any] = (),
                  suffixes: tuple[str, ...] | None = None, companions: Iterable[str | os.PathLike[str]] = (),
-                 option: str = "-o") -> Path:
+                 option: str = "-o", force_hint: str = "--force") -> Path:
     """The `-o` policy for a file output, checked before any work: not a folder, not an input, the right suffix,
-    a writable folder, and no existing file (or companion such as OUT.prune.json) unless `force`."""
+    a writable folder, and no existing file (or companion such as OUT.prune.json) unless `force`. `option` and
+    `force_hint` name the parameters in messages (the CLI's flags by default; the Python API passes its own)."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{option} {display_path(path)} is a folder; give a file path"
@@ -129,8 +130,8 @@ def check_output(path: str | os.PathLike[str], *, force: bool = False, inputs: I
     if not force:
         existing = [t for t in (path, *companions) if t.exists() or t.is_symlink()]
         if existing:
-            raise UsageError(f"{display_path(existing[0])} exists; pass --force to replace it, or choose another "
-                             f"{option}")
+            raise UsageError(f"{display_path(existing[0])} exists; pass {force_hint} to replace it, or choose "
+                             f"another {option}")
     return path
 
 

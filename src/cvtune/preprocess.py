@@ -581,7 +581,7 @@ def load_preprocess(value: str | os.PathLike[str] | Preprocessing, *, source: st
     if text.lower().endswith(".json") or (path.suffix and path.is_file()):
         if not path.is_file():
             raise UsageError(f"preprocessing file {path} not found; give a JSON file or a spec such as "
-                             f"--preprocess \"{EXAMPLE}\"")
+                             f"\"{EXAMPLE}\"")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -674,8 +674,8 @@ def _from_cvtune_metadata(model: _ModelFile) -> Preprocessing | None:
         original = str(data.get("source") or "user")
         spec = parse_preprocess(str(data["spec"]), source=GUESSED if original == GUESSED else "metadata:cvtune")
     except (ValueError, KeyError, TypeError, AttributeError, UsageError) as exc:
-        raise ModelError(f"{model.path}: its '{METADATA_KEY}' metadata cannot be read ({exc}); pass the real "
-                         f"preprocessing with --preprocess to override it") from None
+        raise ModelError(f"{model.path}: its '{METADATA_KEY}' metadata cannot be read ({exc}); give the real "
+                         f"preprocessing spec to override it") from None
     return spec
 
 
@@ -697,8 +697,8 @@ def _from_ultralytics(model: _ModelFile) -> Preprocessing | None:
         size = (int(size), int(size)) if isinstance(size, int | float) else (int(size[0]), int(size[1]))
         stride = int(meta.get("stride", 32) or 32)
     except (ValueError, SyntaxError, TypeError, IndexError):
-        raise ModelError(f"{model.path}: Ultralytics metadata imgsz={meta['imgsz']!r} is not a size; pass "
-                         f"--preprocess \"{EXAMPLE}\" with the model's size") from None
+        raise ModelError(f"{model.path}: Ultralytics metadata imgsz={meta['imgsz']!r} is not a size; give a "
+                         f"preprocessing spec such as \"{EXAMPLE}\" with the model's size") from None
     if meta.get("task") == "classify":
         return Preprocessing(input_size=size, resize="center_crop", resize_short=max(size), scale=1 / 255,
                              channels="rgb", source="metadata:ultralytics")

@@ -180,7 +180,7 @@ def register(app: typer.Typer) -> None:
                              "correction itself (drop them, or drop --nncf)")
         if fallback not in WEIGHTINGS:
             raise UsageError(f"unknown --fallback '{fallback}'; choose one of: {', '.join(WEIGHTINGS)}")
-        check_output(model, output, ".xml" if nncf else ".onnx", force=force)
+        check_output(model, output, ".xml" if nncf else ".onnx", force=force, option="-o", force_hint="--force")
         budget = Budget.parse(max_drop) if max_drop is not None else None
         shape = parse_shape(input_shape) if input_shape else None
         probe_at = parse_shape(probe_shape) if probe_shape else None

@@ -210,7 +210,7 @@ def _read_cache(cache, key: str) -> dict[str, Any]:
     data = load_sensitivity(cache)
     if data.get("key") != key:
         raise UsageError(f"{cache} holds sensitivity curves for another model or other settings; choose another "
-                         f"-o file, or pass --force to start over")
+                         f"cache file, or delete it to start over")
     return data
 
 

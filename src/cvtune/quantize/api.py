@@ -31,7 +31,7 @@ from .result import QuantResult, output_fidelity, quant_op_counts, runtime_agree
 
 
 def check_output(model: str | os.PathLike[str], output: str | os.PathLike[str], suffix: str = ".onnx", *,
-                 force: bool = True) -> tuple[Path, Path]:
+                 force: bool = True, option: str = "output", force_hint: str = "force=True") -> tuple[Path, Path]:
     """Source and output as Paths; the source must exist, the output must be a file path ending in `suffix` (see
     files.check_output: not a folder, not the input, in a writable folder; existing only with `force`). An
     OpenVINO IR's .bin next to an .xml output is checked as a companion."""
@@ -40,7 +40,8 @@ def check_output(model: str | os.PathLike[str], output: str | os.PathLike[str], 
     if out.suffix.lower() != suffix and suffix == ".xml":
         raise UsageError(f"output {out} must end in .xml (NNCF int8 writes an OpenVINO IR: .xml + .bin)")
     companions = [sidecar_path(out)] + ([out.with_suffix(".bin")] if suffix == ".xml" else [])
-    output = check_output_path(out, force=force, inputs=(source,), suffixes=(suffix,), companions=companions)
+    output = check_output_path(out, force=force, inputs=(source,), suffixes=(suffix,), companions=companions,
+                               option=option, force_hint=force_hint)
     return source, output
 
 
@@ -70,7 +71,7 @@ def build(source: Path, target: Path, config: QuantConfig, workdir: Path,
         from .nncf_ov import quantize_openvino
 
         if calibration is None or not len(calibration):
-            raise UsageError("NNCF int8 needs calibration images: pass --calib DIR (or --data DIR)")
+            raise UsageError("NNCF int8 needs calibration images (calibration=...)")
         done = quantize_openvino(source, target, calibration, preset=config.preset,
                                  fast_bias_correction=config.fast_bias_correction, ignored=config.ignored)
         return list(done.notes), {"settings": config.to_dict(), "nncf_seconds": round(done.seconds, 2)}

@@ -128,7 +128,7 @@ def quantize_openvino(source: str | Path, output: str | Path, calibration: Itera
     tensors = calibration if hasattr(calibration, "__len__") else list(calibration)
     count = len(tensors)  # type: ignore[arg-type]
     if not count:
-        raise ModelError("NNCF int8 needs calibration images: pass --calib DIR (or --data DIR)")
+        raise ModelError("NNCF int8 needs calibration images (calibration=...)")
     dataset = nncf.Dataset(tensors)
     settings: dict[str, Any] = {"method": "nncf", "preset": preset, "fast_bias_correction": fast_bias_correction,
                                 "subset_size": subset_size or count, "ignored": list(ignored)}
@@ -137,7 +137,7 @@ def quantize_openvino(source: str | Path, output: str | Path, calibration: Itera
               "ignored_scope": nncf.IgnoredScope(names=list(ignored)) if ignored else None}
     notes: list[str] = []
     if validation is not None and (not len(validation) or max_drop is None):
-        raise UsageError("NNCF accuracy control needs validation images and a --max-drop budget")
+        raise UsageError("NNCF accuracy control needs validation images and a max_drop budget")
     try:
         with _quiet():
             quantized = _run_nncf(nncf, model, dataset, common, settings, validation, max_drop, max_steps)

@@ -393,7 +393,7 @@ class FidelityTask(Task):
         super().__init__(preprocessing, input_size=parse_size(input_size))
         if reference_model is None:
             raise UsageError("task 'fidelity' needs a reference model (the original) to compare against; "
-                             "pass reference_model=PATH (CLI: --reference PATH)")
+                             "pass reference_model=PATH")
         if kind not in KINDS:
             raise UsageError(f"unknown fidelity kind '{kind}'; choose one of: {', '.join(KINDS)}")
         reference_model = Path(reference_model)
