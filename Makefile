@@ -34,8 +34,11 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/cvtune demo
 
+# Two workers (pytest-xdist): most tests wait on child processes, so two keep a 2-core machine busy. Each test file
+# stays on one worker (its module fixtures are built once); tests sharing the session's small search run together.
+TEST_WORKERS ?= 2
 test: $(STAMP) real-models
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP) real-models
 	$(PY) bench/run_all.py

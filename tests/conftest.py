@@ -195,3 +195,11 @@ def cli_help(capsys, monkeypatch):
         return " ".join(out.split())
 
     return check
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist's loadgroup: each file's tests on one worker (module fixtures built once), and every test
+    that uses the session's small search (optimize_run) on the same worker, so that search runs once."""
+    for item in items:
+        shared = "optimize_run" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("optimize_run" if shared else item.nodeid.split("::")[0]))
