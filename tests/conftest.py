@@ -197,6 +197,7 @@ def cli_help(capsys, monkeypatch):
     return check
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist's loadgroup: each file's tests on one worker (module fixtures built once), and every test
     that uses the session's small search (optimize_run) on the same worker, so that search runs once."""

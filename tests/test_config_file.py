@@ -24,7 +24,7 @@ def test_the_example_config_runs_with_command_line_overrides_and_its_saved_confi
         tmp_path, tiny_image_dir, capsys):
     saved = tmp_path / "conf" / "run.yaml"
     out = tmp_path / "run"
-    overrides = ["--data", str(tiny_image_dir), "-o", str(out), "--threads", "1", "--prune", "0",
+    overrides = ["--data", str(tiny_image_dir), "-o", str(out), "--threads", "1", "--prune", "0", "--quant", "none",
                  "--eval-images", "4"]
     assert run_cli(["optimize", "--config", str(EXAMPLE), *overrides, "--save-config", str(saved), "--json"]) in (0, 3)
     config = load_config(saved)

@@ -77,7 +77,9 @@ def build_space_config(*, preset: str, runtimes: str | None, threads: str | None
     space = replace(base, **settings) if base is not None else space_preset(preset, **settings)
     if prune is not None:
         _floats(prune, "prune")  # numbers only
-        like = next((p for p in space.slot_values("prune") if p is not None), ChannelPrune())
+        # numbers are uniform pruning ratios, with the settings of the preset's uniform pruning if it has one
+        like = next((p for p in space.slot_values("prune") if hasattr(p, "ratio")),
+                    ChannelPrune(importance="activation"))
         space = space.with_slot("prune", slot_choices("prune", prune, like=like))
     if quant is not None:
         space = space.with_slot("precision", slot_choices("precision", quant))

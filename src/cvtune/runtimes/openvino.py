@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import openvino  # noqa: F401 - ImportError here keeps OpenVINO out of the runtime registry
 
 from ..errors import ModelError, RuntimeUnavailable, UsageError
 from .base import Runtime
@@ -28,8 +27,10 @@ PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
 
 
 def _core():
-    import openvino as ov
-
+    try:
+        import openvino as ov
+    except ImportError as exc:  # found by the registry but broken
+        raise RuntimeUnavailable(f"OpenVINO is installed but does not import: {exc}") from None
     return ov.Core()
 
 
