@@ -35,10 +35,10 @@ demo: $(STAMP)
 	$(VENV)/bin/cvtune demo
 
 # Two workers (pytest-xdist): most tests wait on child processes, so two keep a 2-core machine busy. Each test file
-# stays on one worker (its module fixtures are built once); tests sharing the session's small search run together.
+# stays on one worker (its module fixtures are built once); the session's small search runs once for both.
 TEST_WORKERS ?= 2
 test: $(STAMP) real-models
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP) real-models
 	$(PY) bench/run_all.py

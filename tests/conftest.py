@@ -131,17 +131,14 @@ def small_search_config(out: Path, model: Path, data: Path, **overrides):
                           **overrides)
 
 
-@pytest.fixture(scope="session")
-def optimize_run(tmp_path_factory, cls_model: Path, tiny_image_dir: Path):
-    """One finished small search whose space includes a candidate that aborts and one that hangs (test hooks,
-    trial timeout 20 s: 8 s timed real trials out on a loaded 2-core machine): (config, result)."""
+def _small_search_with_hooks(out: Path, cls_model: Path, tiny_image_dir: Path):
+    """The search optimize_run shares: (config, result)."""
     import os
 
     from cvtune.report import write_report
     from cvtune.search import SpaceConfig, optimize
     from cvtune.search.space import TEST_HOOKS_ENV
 
-    out = tmp_path_factory.mktemp("optimize") / "run"
     previous = os.environ.get(TEST_HOOKS_ENV)
     os.environ[TEST_HOOKS_ENV] = "1"
     try:
@@ -156,6 +153,34 @@ def optimize_run(tmp_path_factory, cls_model: Path, tiny_image_dir: Path):
         else:
             os.environ[TEST_HOOKS_ENV] = previous
     return config, result
+
+
+@pytest.fixture(scope="session")
+def optimize_run(tmp_path_factory, cls_model: Path, tiny_image_dir: Path):
+    """One finished small search whose space includes a candidate that aborts and one that hangs (test hooks,
+    trial timeout 20 s: 8 s timed real trials out on a loaded 2-core machine): (config, result). Under pytest-xdist
+    the first worker that needs it runs it (a file lock in the folder the workers share) and every worker gets its
+    own copy of the run folder, so tests may resume or rewrite it."""
+    import dataclasses
+    import fcntl
+    import os
+    import pickle
+    import shutil
+
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id is None:  # one process: nothing to share
+        return _small_search_with_hooks(tmp_path_factory.mktemp("optimize") / "run", cls_model, tiny_image_dir)
+    shared = tmp_path_factory.getbasetemp().parent / f"optimize-run-{run_id}"
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "done.pickle").is_file():
+            done = _small_search_with_hooks(shared / "run", cls_model, tiny_image_dir)
+            (shared / "done.pickle").write_bytes(pickle.dumps(done))
+    config, result = pickle.loads((shared / "done.pickle").read_bytes())
+    own = tmp_path_factory.mktemp("optimize") / "run"
+    shutil.copytree(shared / "run", own)
+    return dataclasses.replace(config, out=own), result
 
 
 @pytest.fixture(scope="session")
@@ -195,12 +220,3 @@ def cli_help(capsys, monkeypatch):
         return " ".join(out.split())
 
     return check
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist's loadgroup: each file's tests on one worker (module fixtures built once), and every test
-    that uses the session's small search (optimize_run) on the same worker, so that search runs once."""
-    for item in items:
-        shared = "optimize_run" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("optimize_run" if shared else item.nodeid.split("::")[0]))

@@ -86,8 +86,8 @@ def _count(store: Path) -> int:
 def test_sigkill_mid_search_then_resume_keeps_every_finished_trial_once(tmp_path, cls_model, tiny_image_dir):
     out = tmp_path / "run"
     args = ["optimize", str(cls_model), "--task", "fidelity", "--data", str(tiny_image_dir), "-o", str(out),
-            "--runtimes", "opencv,ort", "--threads", "1,2", "--prune", "0", "--quant", "none", "--no-simplify",
-            "--eval-images", "4"]
+            "--runtimes", "opencv,ort", "--threads", "1", "--scales", "1", "--prune", "0", "--quant", "none",
+            "--no-simplify", "--eval-images", "4"]
     proc = subprocess.Popen([sys.executable, "-c", "from cvtune.cli import main; main()", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
