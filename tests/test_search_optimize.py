@@ -194,3 +194,14 @@ def test_a_hanging_candidate_times_out_and_the_search_goes_on(optimize_run):
     assert len(hung) == 1 and hung[0].status == "failed"
     assert f"timed out after {config.trial_timeout_s:.0f} s" in hung[0].error
     assert result.best is not None and not result.best.candidate.debug
+
+
+def test_accuracy_stages_keep_their_per_image_rows_for_the_paired_test(optimize_run):
+    """Candidates are judged image by image against the baseline's results on the same images: every accuracy
+    stage stores one row of the task's statistics per image (a search once compared a candidate on 40 images with
+    a baseline measured on 8, and printed +10% hmean for a runtime switch)."""
+    config, _ = optimize_run
+    stages = [t for t in _rows(config.out) if t.rung.startswith("accuracy:") and t.metric is not None]
+    assert stages
+    for t in stages:
+        assert t.metric.statistic and len(t.metric.per_image) == t.metric.n_images > 0, t.rung

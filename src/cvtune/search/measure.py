@@ -86,7 +86,9 @@ class Baseline:
             self.until(self.stops[0])
             if self.failed is None and (self.parts[0].metric is None or
                                         statistic_of(self.parts[0].metric.to_dict()) is None):
-                self.stops = [n]  # no per-image statistics: the baseline and candidates are measured at once
+                # no per-image statistics: the baseline and candidates are measured at once, on the same images
+                # (the first chunk is dropped: a metric of 8 images is no baseline for one of n)
+                self.stops, self.parts = [n], []
 
     @property
     def ok(self) -> bool:

@@ -77,7 +77,7 @@ def _claim_child(deploy: str, data: str, data_kind: str | None, calib_fraction: 
                            progress=False)
     finally:
         deployed.close()
-    return metrics.to_dict()
+    return metrics.to_dict(per_image=True)
 
 
 def _trial_child(model: str, runtime: dict, task: dict, input_size: list[int] | None, data: str,
@@ -105,7 +105,8 @@ def _trial_child(model: str, runtime: dict, task: dict, input_size: list[int] | 
         task_obj = TaskSpec.from_dict(task).build(input_size=input_size)
         started = time.perf_counter()
         metrics = evaluate(model, runtime_from_dict(runtime), task_obj, chunk, progress=False)
-        metric = {**metrics.to_dict(), "seconds": time.perf_counter() - started}
+        # per-image rows: the paired test compares candidate and baseline image by image
+        metric = {**metrics.to_dict(per_image=True), "seconds": time.perf_counter() - started}
     if not measure_timing:
         return {"metric": metric, "timing": None}
     batch = int(input_shape[0])
