@@ -91,6 +91,7 @@ def test_an_existing_output_is_refused_unless_force(command: str, inputs: Path, 
         assert "--force" in error and error.count("Error:") == 1
         assert output.read_bytes() == first
     inode = output.stat().st_ino
+    os.link(output, tmp_path / "old-output")  # keeps the old inode allocated: a new file cannot reuse its number
     assert run_cli([*argv, "--force"]) == 0
     assert output.stat().st_ino != inode, "--force wrote a new file (renamed into place), not edited the old one"
     assert not [p for p in tmp_path.rglob(".*cvtune-*")], "a temporary was left behind"
