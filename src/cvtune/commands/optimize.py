@@ -185,8 +185,15 @@ class LiveDisplay:
 _STAGES = {"screen": "screening images", "full": "whole evaluation split"}
 
 
-def _metric(trial: Trial) -> str:
-    return "no metric" if trial.metric is None else f"{trial.metric.name} {trial.metric.value:.4f}"
+def _metric(trial: Trial, claim: dict | None = None) -> str:
+    """The metric with the images it was measured on; an answer's re-measurement through deploy.json when that
+    covered more images than the search's own (an answer that settled on a first chunk of 8 images)."""
+    if trial.metric is None:
+        return "no metric"
+    value, n, how = trial.metric.value, trial.metric.n_images, ""
+    if claim and claim.get("remeasured") is not None and (claim.get("remeasured_images") or 0) > (n or 0):
+        value, n, how = float(claim["remeasured"]), int(claim["remeasured_images"]), ", re-measured"
+    return f"{trial.metric.name} {value:.4f} ({n} img{how})" if n else f"{trial.metric.name} {value:.4f}"
 
 
 def print_summary(result: OptimizeResult) -> None:
@@ -201,15 +208,15 @@ def print_summary(result: OptimizeResult) -> None:
     for col in columns:
         table.add_column(col, justify="left" if col in ("", "configuration") else "right")
 
-    def cells(trial: Trial, final: Trial | None) -> list[str]:
+    def cells(trial: Trial, final: Trial | None, claim: dict | None = None) -> list[str]:
         timing = (final or trial).timing
         return [f"{timing.p50_ms:.2f}" if timing else "n/a", f"{timing.throughput_ips:.1f}" if timing else "n/a",
-                f"{(trial.size_bytes or 0) / 1e6:.2f}", _metric(trial)]
+                f"{(trial.size_bytes or 0) / 1e6:.2f}", _metric(trial, claim)]
 
     if base:
         table.add_row("baseline", base.label, *cells(base, result.baseline_final), "1.00x", "")
     if best and result.improved:
-        table.add_row("answer", best.label, *cells(best, result.best_final),
+        table.add_row("answer", best.label, *cells(best, result.best_final, result.claim),
                       f"{result.gain:.2f}x" if result.gain else "n/a",
                       units.change(-result.drop, result.budget) if result.drop is not None else "n/a")
     console.print(table)
