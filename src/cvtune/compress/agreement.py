@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -109,18 +108,13 @@ def _yolo(reference: Outputs, candidate: Outputs) -> Agreement:
     when no decoder fits (the caller then compares raw outputs)."""
     from ..tasks.decoders import OutputFacts, choose_decoder, make_decoder
 
-    first = [np.asarray(o) for o in reference[0]]
-    facts = OutputFacts(tuple(tuple(o.shape) for o in first), (0, 0))  # no grid check: the size is not known here
+    size = (0, 0)  # not known here: only layouts that need no grid or anchors fit (YOLOv8, boxes + scores)
+    facts = OutputFacts(tuple(tuple(np.shape(o)) for o in reference[0]), size)
     decoder = make_decoder(choose_decoder(facts, where="the model being pruned"))
-    size = (0, 0)
-
-    def decode_yolo(outputs: list[np.ndarray], **kw: float) -> Any:
-        return decoder.decode([np.asarray(o) for o in outputs], size, **kw)
-
     counts = []
     for r, c in zip(reference, candidate, strict=True):
-        dr = decode_yolo(list(r), conf_thresh=0.25, iou_thresh=0.45, max_det=300)
-        dc = decode_yolo(list(c), conf_thresh=0.25, iou_thresh=0.45, max_det=300)
+        dr = decoder.decode([np.asarray(o) for o in r], size, conf_thresh=0.25, iou_thresh=0.45, max_det=300)
+        dc = decoder.decode([np.asarray(o) for o in c], size, conf_thresh=0.25, iou_thresh=0.45, max_det=300)
         used: set[int] = set()
         tp = 0
         for box, cls in zip(dc.boxes, dc.classes, strict=True):

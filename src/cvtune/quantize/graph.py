@@ -194,16 +194,7 @@ def float_inputs_for(proto: onnx.ModelProto, nodes: set[str]) -> int:
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[i] = q.input[0]
                 rewired += 1
-    for _ in range(2):  # drop DequantizeLinear, then QuantizeLinear nodes whose outputs nobody reads
-        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-        keep = [n for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-                or any(o in used for o in n.output)]
-        del graph.node[:]
-        graph.node.extend(keep)
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    inits = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+    drop_unread_qdq(graph)
     return rewired
 
 
@@ -239,14 +230,19 @@ def with_float_layers(qdq: onnx.ModelProto, float_model: onnx.ModelProto, names:
             inputs.append(i)
         del node.input[:]
         node.input.extend(inputs)
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    for _ in range(2):  # drop Q/DQ nodes nobody reads any more
+    drop_unread_qdq(graph)
+    return out
+
+
+def drop_unread_qdq(graph: onnx.GraphProto) -> None:
+    """Remove DequantizeLinear, then QuantizeLinear nodes whose outputs nobody reads, then unread initializers."""
+    for _ in range(2):
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
         keep = [n for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
                 or any(o in used for o in n.output)]
         del graph.node[:]
         graph.node.extend(keep)
-        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
     inits = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(inits)
-    return out

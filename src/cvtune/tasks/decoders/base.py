@@ -120,6 +120,17 @@ def best_class(class_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return classes.astype(np.int64), class_scores[np.arange(class_scores.shape[0]), classes].astype(np.float32)
 
 
+def objectness_head(facts: OutputFacts) -> tuple[int, int] | None:
+    """(boxes, channels) of a single (1, boxes, 5 + classes) head with objectness (YOLOv5, YOLOX) that fits the
+    model's class count when its file names its classes; None otherwise (or an Ultralytics-tagged model)."""
+    if len(facts.shapes) != 1 or len(facts.shapes[0]) != 3 or facts.ultralytics_task:
+        return None
+    _, boxes, channels = facts.shapes[0]
+    if channels < 6 or (facts.num_classes is not None and channels != 5 + facts.num_classes):
+        return None
+    return boxes, channels
+
+
 def grid_count(input_size: tuple[int, int], strides: tuple[int, ...]) -> int:
     """Cells of a multi-stride grid (ceil division, as strided convolutions with padding produce)."""
     h, w = input_size

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Decoder, Detections, OutputFacts, best_class, grid_count, xywh_center_to_xyxy
+from .base import Decoder, Detections, OutputFacts, best_class, grid_count, objectness_head, xywh_center_to_xyxy
 
 STRIDES = (8, 16, 32)
 
@@ -29,9 +29,5 @@ class Yolov5Decoder(Decoder):
 
     @classmethod
     def fits(cls, facts: OutputFacts) -> bool:
-        if len(facts.shapes) != 1 or len(facts.shapes[0]) != 3 or facts.ultralytics_task:
-            return False
-        _, boxes, channels = facts.shapes[0]
-        if facts.num_classes is not None and channels != 5 + facts.num_classes:
-            return False
-        return channels >= 6 and boxes == 3 * grid_count(facts.input_size, STRIDES)
+        head = objectness_head(facts)
+        return head is not None and head[0] == 3 * grid_count(facts.input_size, STRIDES)

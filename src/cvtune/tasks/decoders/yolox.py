@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ...errors import UsageError
-from .base import Decoder, Detections, OutputFacts, best_class, grid_count, xywh_center_to_xyxy
+from .base import Decoder, Detections, OutputFacts, best_class, grid_count, objectness_head, xywh_center_to_xyxy
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,5 @@ class YoloxDecoder(Decoder):
 
     @classmethod
     def fits(cls, facts: OutputFacts) -> bool:
-        if len(facts.shapes) != 1 or len(facts.shapes[0]) != 3 or facts.ultralytics_task:
-            return False
-        _, boxes, channels = facts.shapes[0]
-        if facts.num_classes is not None and channels != 5 + facts.num_classes:
-            return False
-        return channels >= 6 and boxes == grid_count(facts.input_size, cls.strides)
+        head = objectness_head(facts)
+        return head is not None and head[0] == grid_count(facts.input_size, cls.strides)
