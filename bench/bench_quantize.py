@@ -9,6 +9,9 @@ relative of fp32's metric and >= 1.8x faster than ORT fp32, or by how much it fa
 back. Also measures what ORT's own histogram calibrator holds in memory against cvtune's streamed one.
 
 Numbers from a shared, busy machine are noisy: read ratios, not milliseconds.
+
+`--quick` (or CVTUNE_BENCH_QUICK=1, e.g. under `make bench`): 2 fallback steps, 12 validation and 20 test samples,
+3 timing rounds (det took 11 minutes on a quiet 2-core machine); `--case ppocr-det` runs one model only.
 """
 
 from __future__ import annotations
@@ -115,6 +118,12 @@ def build_rows(case: Case, source: Path, work: Path, calibration, validator: Ses
     rows = [Row("fp32", source, "ort"), Row("fp32", source, "openvino"), Row("fp32 (OpenCV defaults)", source,
                                                                              "opencv")]
     validate = path_scorer(validator)
+
+    def add(row: Row) -> None:  # progress on a long run: each method as it is built
+        rows.append(row)
+        console.print(escape(f"  {case.name}: {row.label} [{row.runtime}] built in {row.built_s:.0f} s"), style="dim",
+                      highlight=False)
+
     search = search_fidelity(source, calibration)
     for label, config in VARIANTS:
         out = work / f"{case.name}-{label.replace(' ', '_').replace('+', 'plus')}.onnx"
@@ -122,10 +131,10 @@ def build_rows(case: Case, source: Path, work: Path, calibration, validator: Ses
         try:
             result = quantize(source, out, config, calibration=calibration, probe=False)
         except CvtuneError as exc:
-            rows.append(Row(label, out, "ort", note=f"not produced: {exc}"))
+            add(Row(label, out, "ort", note=f"not produced: {exc}"))
             continue
         notes = [n for n in result.notes if n.startswith(("cross-layer", "bias correction", "activation ranges"))]
-        rows.append(Row(label, out, "ort", time.perf_counter() - started,
+        add(Row(label, out, "ort", time.perf_counter() - started,
                         note=f"cosine vs fp32 {result.fidelity['cosine_mean']:.4f}; " + "; ".join(notes)))
     for weighting in ("accuracy", "latency"):
         out = work / f"{case.name}-fallback-{weighting}.onnx"
@@ -135,27 +144,27 @@ def build_rows(case: Case, source: Path, work: Path, calibration, validator: Ses
             metric=validator.metric, probe=False, weighting=weighting, search=search,
             evaluated_on=f"{len(validator)} validation samples")
         kept = ", ".join(report.best.kept_float) or "none"
-        rows.append(Row(f"int8 fallback ({weighting}-weighted)", out, "ort", time.perf_counter() - started,
+        add(Row(f"int8 fallback ({weighting}-weighted)", out, "ort", time.perf_counter() - started,
                         note=f"{report.summary()}; kept in float: {kept}; {report.search_evaluations} search "
                              f"evaluations", report=report))
     out = work / f"{case.name}-nncf.xml"
     started = time.perf_counter()
     try:
         result = quantize(source, out, NncfConfig(), calibration=calibration, probe=False)
-        rows.append(Row("NNCF int8", out, "openvino", time.perf_counter() - started,
+        add(Row("NNCF int8", out, "openvino", time.perf_counter() - started,
                         note=f"cosine vs fp32 {result.fidelity['cosine_mean']:.4f} (OpenVINO)"))
     except CvtuneError as exc:
-        rows.append(Row("NNCF int8", out, "openvino", note=f"not produced: {exc}"))
+        add(Row("NNCF int8", out, "openvino", note=f"not produced: {exc}"))
     out = work / f"{case.name}-nncf-ac.xml"
     started = time.perf_counter()
     try:
         result, summary = nncf_with_accuracy_control(source, out, NncfConfig(), calibration, validator,
                                                      max_drop=BUDGET, max_steps=FALLBACK_STEPS, probe=False,
                                                      evaluated_on=f"{len(validator)} validation samples")
-        rows.append(Row("NNCF int8 + accuracy control", out, "openvino", time.perf_counter() - started,
+        add(Row("NNCF int8 + accuracy control", out, "openvino", time.perf_counter() - started,
                         note=summary["summary"] + " (validation split)"))
     except CvtuneError as exc:
-        rows.append(Row("NNCF int8 + accuracy control", out, "openvino", note=f"not produced: {exc}"))
+        add(Row("NNCF int8 + accuracy control", out, "openvino", note=f"not produced: {exc}"))
     return rows
 
 
@@ -298,16 +307,35 @@ def run_case(case: Case, synth: Path, work: Path) -> list[str]:
     return lines
 
 
-def main() -> None:
+def quick(case: Case) -> Case:
+    """The --quick variant of a case: fewer validation and test samples (a wider CI, the same methods)."""
+    return Case(case.name, case.task, case.folder, case.shape, case.calib, min(case.val, 12), min(case.test, 20))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    global FALLBACK_STEPS, ROUNDS
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer fallback steps, samples and timing rounds")
+    parser.add_argument("--case", choices=[c.name for c in CASES], action="append", help="run only this model")
+    args = parser.parse_args([] if argv is None else argv)  # run_all calls main() with its own argv
+    args.quick = args.quick or os.environ.get("CVTUNE_BENCH_QUICK", "") not in ("", "0")
+    cases = [c for c in CASES if not args.case or c.name in args.case]
+    if args.quick:
+        FALLBACK_STEPS, ROUNDS = 2, 3
+        cases = [quick(c) for c in cases]
     console.print("Shared 2-core machine: latencies are noisy; compare ratios within one table.", style="dim")
     with tempfile.TemporaryDirectory(prefix="cvtune-bench-quantize-") as tmp:
         work = Path(tmp)
         generate_text_set(work / "synth", SynthConfig(n=100, seed=0))
         summary = []
-        for case in CASES:
+        for case in cases:
+            started = time.perf_counter()
             summary += run_case(case, work / "synth", work)
+            summary.append(f"{case.name}: benchmarked in {time.perf_counter() - started:.0f} s")
     console.print(escape("\n".join(summary)), highlight=False)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

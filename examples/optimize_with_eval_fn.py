@@ -32,7 +32,7 @@ def make_eval_fn(model: Path, folder: Path):
     """eval_fn scoring a Deployed by mask IoU against the original model's masks on my images."""
     height, width = _input_size(model)
     batches = load_batches(folder, (height, width))
-    reference = cvtune.Deployed.from_model(model, {"runtime": "opencv", "engine": "classic"})
+    reference = cvtune.Deployed.from_model(model, {"runtime": "opencv"})  # the original, as OpenCV runs it
     session = reference.open()
     truth = [np.squeeze(session.run(x)[0]) > 0.5 for x in batches]
     session.close()

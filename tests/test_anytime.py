@@ -4,6 +4,7 @@ always a valid answer, exit code 3 when nothing beat it) and resuming to the sam
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -55,7 +56,7 @@ def _planner(space: list[Candidate]) -> ExpectedGain:
     """The planner over `space` with a stand-in for the search it reads (no model runs)."""
     search = SimpleNamespace(
         config=SimpleNamespace(objective="latency", max_trials=None, budget=Budget.parse("1%")),
-        ctx=SimpleNamespace(source_hash="src", n_eval=40),
+        ctx=SimpleNamespace(source_hash="src", n_eval=40, source=Path("det.onnx")),
         store=SimpleNamespace(model=lambda key: None))
     return ExpectedGain(search, space)
 

@@ -394,7 +394,9 @@ def test_ppocr_det_pruned_at_0_3_runs_in_ort_and_both_opencv_engines(det_model, 
         report.reconstruction.mean_error_cut
     path = save_onnx(pruned, tmp_path / "det_pruned.onnx")
     x = calib[0]
-    runtimes = (make_runtime("ort"), make_runtime("opencv", engine="new"), make_runtime("opencv", engine="classic"))
+    from cvtune.runtimes.opencv import available_engines
+
+    runtimes = (make_runtime("ort"), *(make_runtime("opencv", engine=e) for e in available_engines() if e != "auto"))
     for runtime in runtimes:
         session = runtime.open(path)
         out = session.run(x)

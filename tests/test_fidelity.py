@@ -12,8 +12,8 @@ from tiny_models import head_model
 from cvtune.data.loaders import load_dataset, load_images
 from cvtune.errors import UsageError
 from cvtune.evaluate import evaluate
-from cvtune.runtimes import make_runtime
 from cvtune.tasks import FidelityTask
+from cvtune.tasks.fidelity import reference_runtime_for
 from cvtune.tasks.metrics import STATISTICS
 from cvtune.zoo import Preprocessing
 
@@ -44,8 +44,9 @@ REAL_CASES = {  # model -> (preprocessing, fidelity options, headline, runtime)
 @pytest.mark.parametrize("name", list(REAL_CASES))
 def test_every_real_model_scores_exactly_one_against_itself(name, real_models, real_photos):
     pre, options, metric, runtime = REAL_CASES[name]
-    # OpenCV 5's default engine drops the scores output of MediaPipe's TFLite detectors: the classic engine has both
-    rt = make_runtime("opencv", engine="classic") if runtime == "tflite" else runtime
+    # a .tflite's own runtime: LiteRT where installed, else OpenCV's classic engine where it has one (5.0's default
+    # engine drops the scores output of MediaPipe's TFLite detectors)
+    rt = reference_runtime_for(real_models[name]) if runtime == "tflite" else runtime
     task = FidelityTask(Preprocessing(**pre), reference_model=real_models[name], reference_runtime=rt, **options)
     metrics = evaluate(real_models[name], rt, task, load_images(real_photos[0].parent), progress=False)
     assert metrics.name == metric
@@ -54,6 +55,7 @@ def test_every_real_model_scores_exactly_one_against_itself(name, real_models, r
                                                                          "pixel_agreement", "similarity_min"))
     assert metrics.n_images == len(real_photos)
     assert_rows_reproduce(metrics)
+    assert metrics.reference_per_image == metrics.per_image  # the original's own rows: what drops count from
 
 
 @pytest.mark.parametrize("zoo_name, metric", [("ppocr-det", "text_hmean"), ("ppocr-cls", "top1_agreement"),
@@ -104,6 +106,33 @@ def test_detection_fidelity_counts_boxes_where_a_raw_cosine_sees_nothing(tmp_pat
     raw = evaluate(moved, "ort", FidelityTask(kind="raw", reference_model=reference, input_size=(64, 64)),
                    gray_images, progress=False)
     assert raw.name == "raw_similarity" and raw.details["cosine_mean"] > 0.99  # what the old metric reported
+
+
+def test_drops_are_counted_from_the_original_not_from_a_baseline_runtime_that_computes_it_wrong(tmp_path,
+                                                                                                 gray_images):
+    """The search's baseline is the model as given on some runtime; if that runtime computes it wrong (OpenCV 5's
+    default engine got a real model's outputs wrong), a drop counted from the baseline would call a wrong
+    candidate "no drop" and a right one "better". Drops count from the original's own rows: 1.0."""
+    from cvtune.budget import Budget
+    from cvtune.search.records import MetricResult
+    from cvtune.search.sequential import drop_against
+
+    reference = head_model(tmp_path / "ref.onnx", {"output0": _yolo_head([(20, 20, 16, 16, 0, 0.9),
+                                                                           (44, 40, 12, 20, 1, 0.8)])})
+    wrong = head_model(tmp_path / "wrong.onnx", {"output0": _yolo_head([(20, 20, 16, 16, 0, 0.9),
+                                                                         (52, 40, 12, 20, 1, 0.8)])})
+    task = FidelityTask(decoder="yolov8", reference_model=reference, input_size=(64, 64), letterbox=False)
+
+    def measured(path):
+        return MetricResult.from_metrics(evaluate(path, "ort", task, gray_images, progress=False)
+                                         .to_dict(per_image=True))
+
+    baseline, right, same_as_baseline = measured(wrong), measured(reference), measured(wrong)
+    assert (baseline.value, baseline.level) == (pytest.approx(0.5), 1.0)  # the original scores 1.0 on these images
+    budget = Budget.parse("1%")
+    assert drop_against(baseline, right, budget).drop == 0.0  # not "100% better"
+    drop = drop_against(baseline, same_as_baseline, budget)
+    assert drop.drop == pytest.approx(0.5) and drop.verdict(budget, final=True) == "outside"  # not "no drop"
 
 
 def test_detection_fidelity_forgives_a_score_near_the_threshold(tmp_path, gray_images):

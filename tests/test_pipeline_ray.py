@@ -43,3 +43,28 @@ def test_ray_rows_equal_local_rows_and_resume(cls_model: Path, crops: Path, tmp_
     assert distributed.read_text() == local.read_text()
     rows = [json.loads(line) for line in lines]
     assert len(rows) == 201 and sum("error" in r for r in rows) == 1
+
+
+def test_optimize_evaluates_accuracy_as_ray_tasks_with_the_rows_a_local_search_gets(tmp_path, cls_model,
+                                                                                     tiny_image_dir):
+    """`optimize --ray`: each accuracy stage's image ranges run as Ray tasks (a local Ray, started and stopped by
+    the search); every stage's per-image rows equal those of the same search run locally."""
+    from conftest import small_search_config
+
+    from cvtune.search import optimize
+    from cvtune.search.store import Store
+
+    def baseline_rows(result):
+        with Store.open(result.out, create=False) as store:
+            return {t.rung: t.metric.per_image for t in store.trials()
+                    if t.key == result.baseline.key and t.rung.startswith("accuracy:")}
+
+    local = optimize(small_search_config(tmp_path / "local", cls_model, tiny_image_dir, eval_workers=2))
+    distributed = optimize(small_search_config(tmp_path / "ray", cls_model, tiny_image_dir, eval_workers=2,
+                                               ray=True))
+    rows = baseline_rows(distributed)
+    assert rows and rows == baseline_rows(local)  # the model as given, judged on the same images, the same rows
+    assert distributed.best is not None and (tmp_path / "ray" / "best" / "deploy.json").is_file()
+    import ray
+
+    assert not ray.is_initialized()  # the search's own Ray is shut down with it

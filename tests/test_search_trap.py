@@ -31,7 +31,9 @@ def test_optimize_refuses_int8_calibrated_on_the_wrong_preprocessing(tmp_path, r
 
     results = {t.label: t for t in Store.open(tmp_path / "opt", create=False).trials("result")}
     refused, kept = results[label(wrong)], results[label(right)]
-    assert refused.extra["verdict"] == "outside" and refused.extra["drop"] >= 0.2  # det_f1 under the real spec
+    # det_f1 under the real spec, paired with the original's own rows: clearly beyond the 10% budget (the paired
+    # test stops as soon as its CI says so: 0.11-0.25 on 8-16 images in runs so far)
+    assert refused.extra["verdict"] == "outside" and refused.extra["drop"] > 0.10
     assert kept.extra["verdict"] == "within" and kept.extra["drop"] <= 0.05
 
     deploy = json.loads((tmp_path / "opt" / "best" / "deploy.json").read_text())

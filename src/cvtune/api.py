@@ -32,7 +32,7 @@ EvalFn = Callable[[Deployed], float]
 QUANT_METHODS = ("int8", "int8-dynamic", "fp16")
 
 
-def _task_options(task: str | type[Task] | None, preprocess: Preprocessing | dict | None,
+def _task_options(task: str | type[Task] | None, preprocess: Preprocessing | dict | str | None,
                   options: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
     """A task name and its options from a name, a Task subclass (registered; its file recorded so child processes
     import it) and a preprocessing spec."""
@@ -53,9 +53,13 @@ def _task_options(task: str | type[Task] | None, preprocess: Preprocessing | dic
     if preprocess is not None:
         if isinstance(preprocess, dict):
             preprocess = Preprocessing.from_dict(preprocess)
+        elif isinstance(preprocess, str | os.PathLike):  # the --preprocess grammar, or a JSON file of it
+            from .preprocess import load_preprocess
+
+            preprocess = load_preprocess(preprocess)
         if not isinstance(preprocess, Preprocessing):
-            raise UsageError("preprocess must be a cvtune.Preprocessing or its dict (input_size, scale, mean, std, "
-                             "rgb, layout)")
+            raise UsageError("preprocess must be a cvtune.Preprocessing, its dict (input_size, scale, mean, std, "
+                             "rgb, layout) or a spec string such as \"letterbox=640x640,pad=114,scale=1/255,rgb\"")
         options["preprocessing"] = preprocess.to_string()  # the --preprocess grammar: stored, compared on resume
     return task, options
 
@@ -74,7 +78,7 @@ def _model_path(model: PathLike) -> Path:
 
 
 def evaluate(model: PathLike, data: PathLike, *, task: str | type[Task], runtime: str | Any = "ort",
-             preprocess: Preprocessing | dict | None = None, limit: int | None = None,
+             preprocess: Preprocessing | dict | str | None = None, limit: int | None = None,
              options: dict[str, Any] | None = None) -> Metrics:
     """The task's metric (with a bootstrap 95% CI) of `model` run by `runtime` (a name or a Runtime) on the images
     in `data`. A .tflite model runs as it is (OpenCV), or converted to ONNX for ORT/OpenVINO."""
@@ -97,7 +101,7 @@ def evaluate(model: PathLike, data: PathLike, *, task: str | type[Task], runtime
 
 
 def optimize(model: PathLike, data: PathLike, *, task: str | type[Task] | None = None,
-             preprocess: Preprocessing | dict | None = None, max_drop: str | Budget = "1%",
+             preprocess: Preprocessing | dict | str | None = None, max_drop: str | Budget = "1%",
              time: str | float | None = "3m", out: PathLike | None = None, eval_fn: EvalFn | None = None,
              runtimes: Sequence[str] | str | None = None, preset: str = "default", **advanced: Any):
     """Search for the fastest way to run `model` whose metric stays within `max_drop` of the original's, on the
@@ -145,7 +149,7 @@ def optimize(model: PathLike, data: PathLike, *, task: str | type[Task] | None =
 
 def quantize(model: PathLike, output: PathLike, *, method: str = "int8", calib: PathLike | Sequence[PathLike] |
              None = None, calib_size: int | None = None, format: str = "qdq", per_channel: bool = False,
-             task: str | type[Task] | None = None, preprocess: Preprocessing | dict | None = None,
+             task: str | type[Task] | None = None, preprocess: Preprocessing | dict | str | None = None,
              exclude: Sequence[str] = (), probe: bool = True):
     """Quantize `model` into `output` (+ OUTPUT.quant.json): method "int8" (static; `calib` images, preprocessed
     by `task` or the model's own preprocessing), "int8-dynamic" (no images) or "fp16". Returns a QuantResult."""
@@ -179,7 +183,7 @@ def quantize(model: PathLike, output: PathLike, *, method: str = "int8", calib: 
 def prune(model: PathLike, output: PathLike, *, ratio: float | None = None, sparsity: float | None = None,
           method: str | None = None, calib: PathLike | Sequence[PathLike] | None = None,
           calib_size: int | None = None, importance: str | None = None, reconstruct: bool = True,
-          task: str | type[Task] | None = None, preprocess: Preprocessing | dict | None = None):
+          task: str | type[Task] | None = None, preprocess: Preprocessing | dict | str | None = None):
     """Prune `model` into `output` (+ OUTPUT.prune.json). `ratio`: structured channel pruning (the kind that makes
     runtimes faster), refit by least squares on `calib` images; `sparsity`: unstructured magnitude pruning (a
     smaller compressed file, no speed-up). Returns a ChannelReport or SparsityReport."""

@@ -691,10 +691,10 @@ def check_conversion(source: Path, converted: Path, *, images: list[np.ndarray] 
     sigmoid output near zero everywhere makes it noise)."""
     from .model import default_input_shape
     from .runtimes import make_runtime
-    from .runtimes.opencv import available_engines
+    from .runtimes.opencv import reference_engine
 
     shape = default_input_shape(source)
-    engine = "classic" if "classic" in available_engines() else "auto"
+    engine = reference_engine()
     ref = make_runtime("opencv", engine=engine).open(source)
     cand = make_runtime("ort", threads=1).open(converted)
     rng = np.random.default_rng(seed)

@@ -260,7 +260,8 @@ def run_optimize(config: OptimizeConfig, *, live: bool, explain: bool = False) -
 PARAM_FIELDS = {"model": "model", "task": "task", "data": "data", "out": "out", "kind": "data_kind",
                 "max_drop": "budget", "objective": "objective", "time_limit": "time_budget_s", "seed": "seed",
                 "eval_images": "eval_images", "max_trials": "max_trials", "task_option": "task_options",
-                "preprocess": "preprocess", "strategy": "strategy", "workers": "eval_workers"}
+                "preprocess": "preprocess", "strategy": "strategy", "workers": "eval_workers", "ray": "ray",
+                "ray_address": "ray_address"}
 SPACE_PARAMS = ("preset", "runtimes", "threads", "scales", "prune", "quant", "simplify", "batch", "instances",
                 "test_hook")
 
@@ -328,7 +329,13 @@ def register(app: typer.Typer) -> None:
         strategy: str = typer.Option("anytime", "--strategy", help="Order candidates are tried in: anytime (the "
                                      "highest expected gain per second first), enumerate, optuna-tpe."),
         workers: int = typer.Option(1, "--workers", help="Child processes evaluating accuracy at once (latency "
-                                    "is always timed alone)."),
+                                    "is always timed alone); with --ray, Ray tasks per accuracy stage."),
+        ray: bool = typer.Option(False, "--ray", help="Evaluate accuracy as Ray tasks (one per --workers range of "
+                                 "images), for evaluation sets too large for one machine; latency is still timed "
+                                 "here, alone. Starts a local Ray unless --ray-address is given; the cluster must "
+                                 "see the same paths (shared filesystem). Needs: pip install 'cvtune\\[ray]'."),
+        ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster for --ray, HOST:PORT or "
+                                        "ray://HOST:PORT (implies --ray)."),
         explain: bool = typer.Option(False, "--explain", help="Print why each candidate comes next (the expected "
                                      "gain, probability within budget and cost the order is based on)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data split and the search order."),
@@ -358,7 +365,8 @@ def register(app: typer.Typer) -> None:
         fields = {"model": model, "task": task, "data": data, "out": out, "data_kind": kind, "budget": max_drop,
                   "objective": objective, "time_budget_s": time_limit, "seed": seed, "eval_images": eval_images,
                   "max_trials": max_trials, "task_options": task_options, "preprocess": preprocess,
-                  "strategy": strategy, "eval_workers": workers}
+                  "strategy": strategy, "eval_workers": workers, "ray": ray or bool(ray_address),
+                  "ray_address": ray_address}
         config = resolve_config(ctx, config_file, fields, space_args)
         out = config.out
         if save_config_to is not None:

@@ -85,9 +85,9 @@ class RunData:
         base = self.baseline
         if base is None or base.metric is None or trial.metric is None:
             return None
-        if trial.key == base.key:
-            return 0.0
-        return self.budget.drop(base.metric.value, trial.metric.value)
+        # 0 for the baseline, except where a label-free task counts from the original's own score (1.0), which the
+        # baseline's runtime may not reproduce
+        return self.budget.drop(base.metric.level, trial.metric.value)
 
     def change(self, trial: Trial) -> float | None:
         """The trial's metric change against the baseline on the same images: positive = better (minus the drop)."""
@@ -104,7 +104,7 @@ class RunData:
             m, base = trial.metric, self.baseline
             if m is None or m.ci_low is None or m.ci_high is None or base is None or base.metric is None:
                 return None
-            lo, hi = -self.budget.drop(base.metric.value, m.ci_low), -self.budget.drop(base.metric.value, m.ci_high)
+            lo, hi = -self.budget.drop(base.metric.level, m.ci_low), -self.budget.drop(base.metric.level, m.ci_high)
         return (min(lo, hi), max(lo, hi)) if not (math.isinf(lo) or math.isinf(hi)) else None
 
     def final_for(self, trial: Trial | None) -> Trial | None:

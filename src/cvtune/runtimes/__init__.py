@@ -23,6 +23,12 @@ if importlib.util.find_spec("openvino") is not None:
 
     RUNTIMES[OpenVINORuntime.name] = OpenVINORuntime
 
+# LiteRT (TensorFlow Lite's interpreter) likewise, where ai-edge-litert is installed: the .tflite's own runtime.
+if importlib.util.find_spec("ai_edge_litert") is not None:
+    from .litert import LiteRTRuntime
+
+    RUNTIMES[LiteRTRuntime.name] = LiteRTRuntime
+
 
 def max_threads() -> int:
     """The most threads a session may ask for: a few times the logical cores (100000 would only wait, then fail)."""
@@ -74,6 +80,8 @@ def make_runtime(name: str, **settings: Any) -> Runtime:
     if name not in RUNTIMES:
         if name == "openvino":
             raise UsageError("the openvino runtime needs the openvino package: pip install 'cvtune[openvino]'")
+        if name == "litert":
+            raise UsageError("the litert runtime needs the ai-edge-litert package: pip install ai-edge-litert")
         raise UsageError(f"unknown runtime '{name}'; choose one of: {', '.join(RUNTIMES)}")
     cls = RUNTIMES[name]
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

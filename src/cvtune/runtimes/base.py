@@ -29,6 +29,11 @@ class Runtime:
     """Base for runtime settings dataclasses. Subclasses are frozen dataclasses with a `name` ClassVar."""
 
     name: ClassVar[str] = "base"
+    formats: ClassVar[tuple[str, ...]] = (".onnx",)  # model file suffixes it reads itself (others: cvtune's ONNX)
+
+    def reads(self, path: str | Path) -> bool:
+        """Whether this runtime reads the file itself (a .tflite in OpenCV or LiteRT), not cvtune's ONNX of it."""
+        return Path(path).suffix.lower() in self.formats
 
     def open(self, model_path: str | Path) -> Session:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,7 +1,9 @@
 """OpenCV DNN runtime: engine (new/classic/auto), backend+target, threads, Winograd and fusion switches.
 
-Capabilities are probed from the installed cv2 (OpenCV 4.x has no engines; 5.x has ENGINE_NEW/CLASSIC/AUTO),
-never inferred from version strings. The new engine runs only on the CPU backend; other targets use classic.
+Capabilities are probed from the installed cv2, never inferred from version strings: OpenCV 4.x has no engines
+(the classic one is all there is); 5.0 has ENGINE_NEW / ENGINE_CLASSIC / ENGINE_AUTO; 5.1 dropped the classic
+engine (ENGINE_OPENCV is the new engine, ENGINE_AUTO resolves to it, ENGINE_ORT wraps ONNX Runtime in builds
+WITH_ONNXRUNTIME only). The new engine runs only on the CPU backend; other targets use classic where it exists.
 """
 
 from __future__ import annotations
@@ -35,13 +37,27 @@ def _cv2():
     return cv2
 
 
+def engine_constants(dnn=None) -> dict[str, int]:
+    """cvtune's engine names -> the installed OpenCV's constants ({} on 4.x, which has no engine argument):
+    5.0 {'auto', 'new', 'classic'}, 5.1 {'auto', 'new'} (ENGINE_OPENCV is the new engine)."""
+    dnn = dnn if dnn is not None else _cv2().dnn
+    found = {"auto": getattr(dnn, "ENGINE_AUTO", None),
+             "new": getattr(dnn, "ENGINE_NEW", getattr(dnn, "ENGINE_OPENCV", None)),
+             "classic": getattr(dnn, "ENGINE_CLASSIC", None)}
+    return {name: value for name, value in found.items() if value is not None} if found["auto"] is not None else {}
+
+
 def available_engines() -> list[str]:
-    """Engines the installed OpenCV offers: ['auto', 'new', 'classic'] on 5.x, ['auto', 'classic'] on 4.x
-    ('auto' is always the build's default engine)."""
-    dnn = _cv2().dnn
-    if hasattr(dnn, "ENGINE_NEW") and hasattr(dnn, "ENGINE_CLASSIC"):
-        return list(ENGINES)
-    return ["auto", "classic"]
+    """Engines the installed OpenCV offers: ['auto', 'new', 'classic'] on 5.0, ['auto', 'new'] on 5.1 (no classic
+    engine), ['auto', 'classic'] on 4.x ('auto' is always the build's default engine)."""
+    constants = engine_constants()
+    return [e for e in ENGINES if e in constants] if constants else ["auto", "classic"]
+
+
+def reference_engine() -> str:
+    """The engine to trust for a reference run: the classic one where it exists (it keeps every output of
+    MediaPipe's TFLite detectors, which OpenCV 5.0's new engine dropped), else the build's default."""
+    return "classic" if "classic" in available_engines() else "auto"
 
 
 def target_status(target: str) -> tuple[bool, str]:
@@ -80,6 +96,7 @@ class OpenCVRuntime(Runtime):
     """Settings for cv2.dnn: which engine, which target, how many threads, which graph switches."""
 
     name: ClassVar[str] = "opencv"
+    formats: ClassVar[tuple[str, ...]] = (".onnx", ".tflite", ".pb")
     engine: str = "auto"
     target: str = "cpu"
     threads: int | None = None  # None = OpenCV's default (all cores)
@@ -112,7 +129,9 @@ class OpenCVRuntime(Runtime):
         if (not self.fusion or not self.winograd) and self.engine != "classic" and "new" in engines:
             raise RuntimeUnavailable(
                 "the fusion and Winograd switches apply to OpenCV's classic engine only (turning them off on a "
-                "new-engine net leaves it empty in OpenCV 5.0); use engine=classic"
+                "new-engine net leaves it empty in OpenCV 5.x)" + ("; use engine=classic" if "classic" in engines
+                                                                  else f"; OpenCV {_cv2().__version__} has no "
+                                                                       f"classic engine")
             )
         if self.target != "cpu" and self.engine == "new":
             raise RuntimeUnavailable(
@@ -135,7 +154,7 @@ class OpenCVSession:
             raise ModelError(f"model file not found: {display_path(model_path)}")
         self.net = _read_net(cv2, model_path, runtime)
         # The classic engine rejects a disabled fusion / Winograd switch on new-engine nets; set where offered.
-        if runtime.engine == "classic" or not hasattr(cv2.dnn, "ENGINE_NEW"):
+        if runtime.engine == "classic" or not engine_constants(cv2.dnn):
             self.net.enableFusion(bool(runtime.fusion))
             if hasattr(self.net, "enableWinograd"):
                 self.net.enableWinograd(bool(runtime.winograd))
@@ -163,8 +182,8 @@ class OpenCVSession:
 def _read_net(cv2, model_path: Path, runtime: OpenCVRuntime):
     suffix = model_path.suffix.lower()
     engine = {}
-    if hasattr(cv2.dnn, "ENGINE_NEW"):
-        names = {"auto": cv2.dnn.ENGINE_AUTO, "new": cv2.dnn.ENGINE_NEW, "classic": cv2.dnn.ENGINE_CLASSIC}
+    names = engine_constants(cv2.dnn)
+    if runtime.engine in names:
         engine = {"engine": names[runtime.engine]}
     try:
         if not is_utf8_path(model_path):
@@ -233,7 +252,7 @@ def opencv_flops(model_path: str | Path, shape: tuple[int, ...]) -> int | None:
     cv2 = _cv2()
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
-        engine = {"engine": cv2.dnn.ENGINE_CLASSIC} if hasattr(cv2.dnn, "ENGINE_CLASSIC") else {}
+        engine = {"engine": cv2.dnn.ENGINE_CLASSIC} if "classic" in engine_constants(cv2.dnn) else {}
         model_path = Path(model_path)
         if is_utf8_path(model_path):
             net = cv2.dnn.readNet(str(model_path), **engine)

@@ -43,6 +43,7 @@ class OpenVINORuntime(Runtime):
     """Settings for openvino.Core.compile_model: which device, how many threads, which hint and precision."""
 
     name: ClassVar[str] = "openvino"
+    formats: ClassVar[tuple[str, ...]] = (".onnx", ".xml")  # it reads .tflite too; cvtune gives it its ONNX form
     device: str = "CPU"
     threads: int | None = None  # INFERENCE_NUM_THREADS; None = OpenVINO's default
     hint: str = "latency"

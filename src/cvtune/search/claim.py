@@ -77,6 +77,6 @@ def check_claim(search: Search, deploy: Path, claimed: MetricResult, baseline: M
     low = ci[0] if ci[0] is not None else claimed.value
     high = ci[1] if ci[1] is not None else claimed.value
     agrees = abs(value - claimed.value) <= CLAIM_SLACK or low - CLAIM_SLACK <= value <= high + CLAIM_SLACK
-    drop = cfg.budget.drop(baseline.value, value)
+    drop = cfg.budget.drop(baseline.level, value)
     return Claim(claimed.value, ci, claimed.n_images, value, int(result.get("n_images") or 0), drop, agrees,
-                 cfg.budget.allows(baseline.value, value), "", time.perf_counter() - started)
+                 cfg.budget.allows(baseline.level, value), "", time.perf_counter() - started)

@@ -37,6 +37,8 @@ class OptimizeConfig:
     calib_images: int = 16  # calibration images the passes draw from (each takes what it declares)
     max_trials: int | None = None  # cap on candidates measured (None: all; optuna-tpe: 40)
     eval_workers: int = 1  # child processes evaluating accuracy at once (latency is always timed alone)
+    ray: bool = False  # accuracy ranges as Ray tasks (search/ray_eval.py); latency is still timed here, alone
+    ray_address: str | None = None  # a running cluster (HOST:PORT, ray://HOST:PORT, auto); None = a local Ray
     strategy: str = "anytime"  # the order candidates are tried in: anytime (expected gain), enumerate, optuna-tpe
     trial_timeout_s: float = 300.0
     memory_limit_mb: int | None = 6144
@@ -53,6 +55,8 @@ class OptimizeConfig:
             raise UsageError(f"unknown strategy '{self.strategy}'; choose one of: {', '.join(STRATEGIES)}")
         if self.eval_workers < 1:
             raise UsageError(f"eval workers must be >= 1 (got {self.eval_workers})")
+        if self.ray_address and not self.ray:  # an address implies Ray
+            object.__setattr__(self, "ray", True)
         if self.eval_images is not None and self.eval_images < 1:
             raise UsageError(f"eval_images must be >= 1 (got {self.eval_images})")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
@@ -148,13 +152,11 @@ class OptimizeResult:
         """The answer's metric drop against the baseline (paired on the same images; 0 for the model as given)."""
         if not (self.baseline and self.best):
             return None
-        if self.best.key == self.baseline.key:
-            return 0.0
         if self.best.extra.get("drop") is not None:
             return float(self.best.extra["drop"])
         if self.baseline.metric is None or self.best.metric is None:
-            return None
-        return self.budget.drop(self.baseline.metric.value, self.best.metric.value)
+            return 0.0 if self.best.key == self.baseline.key else None
+        return self.budget.drop(self.baseline.metric.level, self.best.metric.value)
 
     def to_dict(self) -> dict[str, Any]:
         def trial(t: Trial | None) -> dict[str, Any] | None:

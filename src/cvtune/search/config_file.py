@@ -132,6 +132,10 @@ def config_from_dict(data: dict[str, Any], *, base_dir: str | os.PathLike[str] =
         values["space"] = space_from_dict(values["space"], where)
     if "task_options" in values and not isinstance(values["task_options"], dict):
         raise UsageError(f"{where}: 'task_options' must be a mapping, e.g. {{box_thresh: 0.6}}")
+    if "ray" in values and not isinstance(values["ray"], bool):
+        raise UsageError(f"{where}: 'ray' must be true or false (got {values['ray']!r})")
+    if "ray_address" in values and not isinstance(values["ray_address"], str):
+        raise UsageError(f"{where}: 'ray_address' must be HOST:PORT or ray://HOST:PORT (got {values['ray_address']!r})")
     for name in INT_FIELDS:
         if name in values:
             values[name] = _number(values[name], int, name, where)

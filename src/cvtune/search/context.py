@@ -90,7 +90,7 @@ class SearchContext:
         # Fidelity feeds the reference the same tensor, so a smaller input would cost nothing there: keep sizes out.
         resizable = {2, 3} <= dynamic and preprocessing.input_size is None and self.config.task != "fidelity"
         return ModelFacts(representative, resizable, max(1, preprocessing.size_multiple), 0 in dynamic,
-                          scalable=self.scale_default is not None)
+                          scalable=self.scale_default is not None, source_suffix=self.source.suffix.lower())
 
     def task_options(self, scale: float = 1.0) -> dict[str, Any]:
         """The user's task options at a resolution scale (the task's own defaults are in `task`)."""
@@ -110,10 +110,10 @@ class SearchContext:
 
     def converted(self, cand: Candidate | None) -> bool:
         """Does `cand` run cvtune's ONNX conversion of the model (a .tflite/.pb run by ONNX Runtime or OpenVINO, or
-        transformed by passes) rather than the file as given (OpenCV reads those itself)? None: a built model."""
+        transformed by passes) rather than the file as given (OpenCV and LiteRT read those)? None: a built model."""
         if self.source.suffix.lower() == ".onnx":
             return False
-        return cand is None or bool(cand.passes) or cand.runtime.name != "opencv"
+        return cand is None or bool(cand.passes) or not cand.runtime.reads(self.source)
 
     def _preprocessing(self, converted: bool):
         """The task's preprocessing in the layout of the file that runs: cvtune's ONNX conversion of an NHWC TFLite

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import TrialFailed
 from .context import Rung
 from .records import Measurement, MetricResult, Trial
-from .sequential import DropEstimate, chunk_stops, paired_drop, statistic_of, unpaired_drop
+from .sequential import DropEstimate, chunk_stops, drop_against, statistic_of
 from .space import Candidate
 from .trials import Search, run_child
 
@@ -84,8 +84,8 @@ class Baseline:
         self.failed: Trial | None = None if self.timing.ok else self.timing
         if self.failed is None:
             self.until(self.stops[0])
-            if self.failed is None and (self.parts[0].metric is None or
-                                        statistic_of(self.parts[0].metric.to_dict()) is None):
+            if self.failed is None and self.stops[0] < n and (
+                    self.parts[0].metric is None or statistic_of(self.parts[0].metric.to_dict()) is None):
                 # no per-image statistics: the baseline and candidates are measured at once, on the same images
                 # (the first chunk is dropped: a metric of 8 images is no baseline for one of n)
                 self.stops, self.parts = [n], []
@@ -147,12 +147,7 @@ def adaptive_accuracy(search: Search, cand: Candidate, baseline: Baseline) -> tu
         seen = stop
         merged = merge_metrics([p.metric for p in parts if p.metric is not None])
         final = i == len(baseline.stops) - 1
-        statistic = statistic_of(base.metric.to_dict())
-        if statistic is not None and merged.per_image and len(merged.per_image) == len(base.metric.per_image):
-            estimate = paired_drop(np.asarray(base.metric.per_image), np.asarray(merged.per_image), statistic, budget)
-        else:
-            estimate = unpaired_drop(base.metric.value, merged.to_dict() | {"ci95": [merged.ci_low, merged.ci_high]},
-                                     budget)
+        estimate = drop_against(base.metric, merged, budget)
         verdict = estimate.verdict(budget, final=final)
         if verdict != "undecided":
             break

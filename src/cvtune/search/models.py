@@ -35,11 +35,12 @@ class ModelCache:
 
     def path(self, cand: Candidate) -> tuple[Path | None, str, str]:
         """(path, model_key, error): build the candidate's model once per model key (cached in the store). A
-        TFLite/TF model runs as given in OpenCV and as its ONNX conversion everywhere else."""
+        TFLite/TF model runs as given where the runtime reads it (OpenCV, LiteRT) and as its ONNX conversion
+        everywhere else."""
         ctx = self.ctx
         key = cand.model_key(ctx.source_hash)
         if not cand.passes:
-            if cand.runtime.name == "opencv" or ctx.source.suffix.lower() == ".onnx":
+            if cand.runtime.reads(ctx.source) or ctx.source.suffix.lower() == ".onnx":
                 return ctx.source, key, ""
             from ..convert import ensure_onnx
 

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 # CPUs (measured here on PP-OCRv4 det: ORT ~1.9x); OpenCV's classic engine was ~0.4x of the new one. Runtime and
 # thread changes keep what the model computes, so their outputs nearly always match.
 # OpenVINO's throughput hint splits the cores into streams, which one synchronous request cannot use.
+# LiteRT runs .tflite files only, where it is the baseline itself (search/space.py baseline_candidate): 1.0.
 RUNTIME_PRIOR = {"ort": 1.6, "openvino": 1.4, "openvino:throughput": 1.0, "opencv:new": 1.0, "opencv:auto": 1.0,
-                 "opencv:classic": 0.6}
+                 "opencv:classic": 0.6, "litert": 1.0}
 # Precision passes depend on the runtime's kernels: OpenCV 5's new engine ran int8 2.5-18x SLOWER than fp32 (its
 # int8 path is a reference implementation); ORT's int8 kernels use VNNI (the detector ran at 0.40x of fp32 time).
 # NNCF's int8 (OpenVINO only) ran PP-OCRv4 det 1.43x faster than ORT fp32, so ~1.55x OpenVINO fp32, at output

@@ -54,10 +54,24 @@ class MetricResult:
     seconds: float | None = None
     per_image: tuple[tuple[float, ...], ...] = ()  # the task's per-image sufficient statistics (paired tests)
     statistic: str = ""  # how the task turns summed per-image statistics into the metric (tasks.metrics)
+    # label-free tasks: the original's own per-image rows on the same images (tasks.base.Metrics)
+    reference_per_image: tuple[tuple[float, ...], ...] = ()
+
+    @property
+    def level(self) -> float:
+        """What drops are counted from when this is the baseline's metric: for a label-free task the original's own
+        score on these images (1.0: the reference runtime against itself), not the baseline runtime's reproduction
+        of it (OpenCV 5's default engine got one model's outputs wrong); else this value."""
+        if self.reference_per_image and self.statistic:
+            from ..tasks.metrics import statistic_value
+
+            return float(statistic_value(self.statistic, [list(r) for r in self.reference_per_image]))
+        return self.value
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["per_image"] = [list(row) for row in self.per_image]
+        data["reference_per_image"] = [list(row) for row in self.reference_per_image]
         return data
 
     @classmethod
@@ -67,13 +81,15 @@ class MetricResult:
         return cls(metrics["metric"], metrics["value"], ci[0], ci[1], int(metrics.get("n_images") or 0), source,
                    dict(metrics.get("details") or {}), metrics.get("seconds"),
                    tuple(tuple(float(v) for v in row) for row in metrics.get("per_image") or ()),
-                   metrics.get("statistic") or "")
+                   metrics.get("statistic") or "",
+                   tuple(tuple(float(v) for v in row) for row in metrics.get("reference_per_image") or ()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetricResult:
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in data.items() if k in known}
         values["per_image"] = tuple(tuple(row) for row in values.get("per_image") or ())
+        values["reference_per_image"] = tuple(tuple(row) for row in values.get("reference_per_image") or ())
         return cls(**values)
 
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..budget import Budget
+
+if TYPE_CHECKING:
+    from .records import MetricResult
 
 FIRST_CHUNK = 8  # images in the first chunk; each next chunk doubles what was seen
 MIN_IMAGES_WITHIN = 16  # "clearly within" needs at least this many images (or outputs identical to the baseline's)
@@ -90,6 +93,17 @@ def paired_drop(base: np.ndarray, cand: np.ndarray, statistic: Statistic, budget
     low, high = bootstrap_ci(both, lambda sums, m: _drop(budget, statistic(sums[:, :k], m), statistic(sums[:, k:], m)),
                              n_resamples=resamples, seed=seed)
     return DropEstimate(point, point if low is None else low, point if high is None else high, n, False)
+
+
+def drop_against(base: MetricResult, cand: MetricResult, budget: Budget) -> DropEstimate:
+    """The candidate's drop on the images both were measured on: paired when the task keeps per-image rows, counted
+    from the original's own rows for a label-free task (the reference against itself, 1.0), else from the
+    baseline's; unpaired (the candidate's own CI) otherwise."""
+    reference = base.reference_per_image or base.per_image
+    statistic = statistic_of(base.to_dict())
+    if statistic is not None and cand.per_image and len(cand.per_image) == len(reference):
+        return paired_drop(np.asarray(reference), np.asarray(cand.per_image), statistic, budget)
+    return unpaired_drop(base.level, cand.to_dict() | {"ci95": [cand.ci_low, cand.ci_high]}, budget)
 
 
 def unpaired_drop(base_value: float, cand: dict[str, Any], budget: Budget) -> DropEstimate:

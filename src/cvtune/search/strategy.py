@@ -25,7 +25,7 @@ class Strategy:
     def __init__(self, search: Search, space: list[Candidate]) -> None:
         self.search, self.space = search, space
         self.stopped = ""
-        base = baseline_candidate().key()
+        base = baseline_candidate(search.ctx.source).key()
         self.order = [c for c in space if c.key() != base]
 
     def __iter__(self) -> Iterator[Candidate]:  # pragma: no cover - abstract
@@ -103,7 +103,8 @@ class OptunaTPE(Strategy):
         while self.measured < self.limit and asked < 4 * self.limit and len(seen) < len(self.keys):
             trial = self.study.ask(self.distributions)
             asked += 1
-            cand = candidate_from({n: self.axes[n][trial.params[n]] for n in self.names})
+            cand = candidate_from({n: self.axes[n][trial.params[n]] for n in self.names},
+                                  self.search.ctx.facts.source_suffix)
             if cand is None or cand.key() not in self.keys or cand.key() in seen:
                 self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 continue

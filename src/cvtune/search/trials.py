@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import CvtuneError, DatasetError, ModelError, TrialFailed
 from ..runtimes import make_runtime
+from . import ray_eval
 from .clock import Clock, OutOfTime
 from .context import Rung, SearchContext
 from .goals import Objective, get_objective
@@ -34,17 +35,24 @@ def _noop(*_: Any, **__: Any) -> None:
     return None
 
 
-def run_child(ctx: SearchContext, cand: Candidate, path: Path, rung: Rung, *, measure_metric: bool, timeout: float,
-              measure_timing: bool = True, eval_range: tuple[int, int] | None = None) -> dict[str, Any]:
-    """One child process: the metric on evaluation images [start, stop) (when asked) and/or the timing."""
+def child_spec(ctx: SearchContext, cand: Candidate, path: Path, rung: Rung, *, measure_metric: bool,
+               measure_timing: bool = True, eval_range: tuple[int, int] | None = None) -> TrialSpec:
+    """What one child measures: the metric on evaluation images [start, stop) (when asked) and/or the timing."""
     start, stop = eval_range if eval_range is not None else (0, rung.images)
-    spec = TrialSpec(
+    return TrialSpec(
         model=str(path), runtime=cand.runtime.to_dict(), task=ctx.task_spec(cand).to_dict(),
         input_size=list(cand.input_size) if cand.input_size else None, data=str(ctx.config.data),
         data_kind=ctx.config.data_kind, calib_fraction=ctx.config.calib_fraction, seed=ctx.config.seed,
         eval_images=stop, eval_start=start, input_shape=ctx.input_shape(cand), timing_shapes=ctx.input_shapes(cand),
         warmup=rung.warmup, min_runs=rung.min_runs, min_time_s=rung.min_time_s, measure_metric=measure_metric,
         measure_timing=measure_timing, instances=cand.instances, debug=cand.debug)
+
+
+def run_child(ctx: SearchContext, cand: Candidate, path: Path, rung: Rung, *, measure_metric: bool, timeout: float,
+              measure_timing: bool = True, eval_range: tuple[int, int] | None = None) -> dict[str, Any]:
+    """One child process: the metric on evaluation images [start, stop) (when asked) and/or the timing."""
+    spec = child_spec(ctx, cand, path, rung, measure_metric=measure_metric, measure_timing=measure_timing,
+                      eval_range=eval_range)
     return run_trial(spec, timeout=timeout, memory_limit_mb=ctx.config.memory_limit_mb)
 
 
@@ -85,15 +93,17 @@ def merge_metrics(parts: list[MetricResult]) -> MetricResult:
     statistic = statistic_of({"statistic": first.statistic, "per_image": rows})
     if statistic is None:  # no per-image statistics: an image-weighted mean of the parts
         value = sum(p.value * p.n_images for p in parts) / max(n, 1)
-        return replace(first, value=value, ci_low=None, ci_high=None, n_images=n, details={}, per_image=())
+        return replace(first, value=value, ci_low=None, ci_high=None, n_images=n, details={}, per_image=(),
+                       reference_per_image=())
     from ..tasks.metrics import bootstrap_ci
 
     values = np.asarray(rows, dtype=np.float64)
     value = float(statistic(values.sum(0, keepdims=True), len(rows))[0])
     low, high = bootstrap_ci(values, statistic)
     seconds = sum(p.seconds or 0.0 for p in parts)
+    reference = tuple(row for p in parts for row in p.reference_per_image)
     return replace(first, value=value, ci_low=low, ci_high=high, n_images=n, details={}, per_image=rows,
-                   seconds=seconds)
+                   seconds=seconds, reference_per_image=reference if len(reference) == len(rows) else ())
 
 
 class TrialRunner:
@@ -167,10 +177,16 @@ class TrialRunner:
         rung = Rung(name, stop)
         started = time.perf_counter()
         try:
-            with ThreadPoolExecutor(len(ranges)) as pool:
-                results = list(pool.map(lambda r: run_child(self.ctx, runner, path, rung, measure_metric=True,
-                                                            measure_timing=False, eval_range=r,
-                                                            timeout=self.clock.timeout()), ranges))
+            if ray_eval.active():  # --ray: one Ray task per range, on the cluster's CPUs
+                specs = [child_spec(self.ctx, cand, path, rung, measure_metric=True, measure_timing=False,
+                                    eval_range=r) for r in ranges]
+                results = ray_eval.run_on_ray(specs, timeout=self.clock.timeout(),
+                                              memory_limit_mb=self.ctx.config.memory_limit_mb)
+            else:
+                with ThreadPoolExecutor(len(ranges)) as pool:
+                    results = list(pool.map(lambda r: run_child(self.ctx, runner, path, rung, measure_metric=True,
+                                                                measure_timing=False, eval_range=r,
+                                                                timeout=self.clock.timeout()), ranges))
         except TrialFailed as exc:
             self.clock.check(exc)
             return self.record(base.with_(error=str(exc)))

@@ -41,6 +41,9 @@ class Metrics:
     per_image: list[list[float]] = field(default_factory=list)  # sufficient statistics, one row per image
     statistic: str = ""  # key of tasks.metrics.STATISTICS turning summed rows into the metric
     statistic_of: str = ""  # the metric the rows reproduce: "" = the headline (`name`), else a details key
+    # label-free tasks (fidelity): the rows the reference model itself scores on the same images (its self-agreement,
+    # exactly 1.0 as a metric). Drops are counted from these, not from whatever runtime ran the baseline.
+    reference_per_image: list[list[float]] = field(default_factory=list)
 
     def statistic_value(self, rows: list[list[float]] | None = None) -> float:
         """The metric the per-image rows give (all of them, or `rows`, e.g. a resample): see the module doc."""
@@ -54,6 +57,8 @@ class Metrics:
                 "statistic": self.statistic, "statistic_of": self.statistic_of or self.name}
         if per_image:
             data["per_image"] = [list(row) for row in self.per_image]
+            if self.reference_per_image:
+                data["reference_per_image"] = [list(row) for row in self.reference_per_image]
         return data
 
 

@@ -94,7 +94,7 @@ class AuxModel:
     def session(self) -> Session:
         if self._session is None:
             path = self.path
-            if path.suffix.lower() != ".onnx" and self.runtime.name != "opencv":  # a .tflite run by ORT/OpenVINO
+            if path.suffix.lower() != ".onnx" and not self.runtime.reads(path):  # a .tflite run by ORT/OpenVINO
                 from ..convert import ensure_onnx
 
                 path = ensure_onnx(path)

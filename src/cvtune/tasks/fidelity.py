@@ -380,6 +380,19 @@ def fidelity_kind(reference: Path, options: dict[str, Any]) -> tuple[str, dict[s
     return FROM_ULTRALYTICS.get(facts.get("ultralytics_task", ""), "raw"), facts
 
 
+def reference_runtime_for(model: Path) -> Runtime:
+    """The runtime that computes a non-ONNX original as its authors meant: LiteRT for a .tflite where installed;
+    else OpenCV's classic engine where it exists (ONNX Runtime reads ONNX only; OpenCV 5.0's default engine drops
+    the scores output of MediaPipe's detectors; the classic engine has every output, in either layout)."""
+    from ..runtimes import RUNTIMES
+
+    if "litert" in RUNTIMES and make_runtime("litert").reads(model):
+        return make_runtime("litert")
+    from ..runtimes.opencv import reference_engine
+
+    return make_runtime("opencv", engine=reference_engine())
+
+
 class FidelityTask(Task):
     """Candidate vs reference, decoded by the task (see the module doc). Needs `reference_model`; any dataset."""
 
@@ -405,9 +418,7 @@ class FidelityTask(Task):
             facts = model_facts(reference_model) if kind == "detect" else {}
         self.kind = kind
         if reference_runtime is None and reference_model.suffix.lower() != ".onnx":
-            # ONNX Runtime reads ONNX only; OpenCV reads .tflite / .pb too, its classic engine with every output
-            # (OpenCV 5's default engine drops the scores of MediaPipe's detectors) and in either layout
-            reference_runtime = make_runtime("opencv", engine="classic")
+            reference_runtime = reference_runtime_for(reference_model)
         self.reference = AuxModel(reference_model, reference_runtime)
         opts = dict(options)
         if self.input_size:
@@ -451,14 +462,17 @@ class FidelityTask(Task):
         if self.kind == "raw":
             check_same_outputs([np.asarray(o) for o in outputs], reference)
         candidate = self.comparer.decode([np.asarray(o) for o in outputs], inner, reference=False)
-        return self.comparer.compare(candidate, reference)
+        # the reference against itself: the row the original scores on this image, what drops are counted from
+        return {**self.comparer.compare(candidate, reference),
+                "reference_row": self.comparer.compare(reference, reference)["row"]}
 
     def score(self, predictions: list[Any], samples: list[Sample], dataset: Dataset) -> Metrics:
         value, details, statistic = self.comparer.score(predictions)
         rows = _rows(predictions)
         low, high = statistic_ci(statistic, rows)
         return Metrics(self.name, self.metric, value, low, high, n_images=len(predictions), details=details,
-                       per_image=rows, statistic=statistic)
+                       per_image=rows, statistic=statistic,
+                       reference_per_image=[list(map(float, p["reference_row"])) for p in predictions])
 
 
 def _nbytes(result: Any) -> int:
