@@ -285,9 +285,12 @@ def litert_session(path: Path) -> PlainSession | None:
 
 
 def opencv_session(path: Path, engine: str = "auto", threads: int | None = None) -> PlainSession:
-    kwargs = {}
-    if engine != "auto" and hasattr(cv2.dnn, "ENGINE_NEW"):
-        kwargs["engine"] = {"new": cv2.dnn.ENGINE_NEW, "classic": cv2.dnn.ENGINE_CLASSIC}[engine]
+    from cvtune.runtimes.opencv import engine_constants
+
+    constants = engine_constants(cv2.dnn)  # 5.0: auto/new/classic; 5.1: auto/new (no classic); 4.x: none
+    if engine not in constants:
+        engine = "auto"
+    kwargs = {"engine": constants[engine]} if engine != "auto" else {}
     net = cv2.dnn.readNet(str(path), **kwargs)
     names = net.getUnconnectedOutLayersNames()
     if threads:
@@ -307,7 +310,9 @@ def reference_session(model: Path) -> PlainSession:
     where installed, else OpenCV's classic engine (the one that returns every output of MediaPipe's detectors)."""
     if model.suffix.lower() == ".onnx":
         return ort_session(model)
-    return litert_session(model) or opencv_session(model, "classic")
+    from cvtune.runtimes.opencv import reference_engine
+
+    return litert_session(model) or opencv_session(model, reference_engine())
 
 
 def baseline_session(model: Path, runtime: dict[str, Any]) -> PlainSession:
@@ -324,6 +329,11 @@ def baseline_session(model: Path, runtime: dict[str, Any]) -> PlainSession:
 
             return ort_session(ensure_onnx(model), runtime.get("threads"), "NCHW")  # cvtune converts to NCHW
         return ort_session(path, runtime.get("threads"))
+    if name == "litert":  # a .tflite's own runtime: the search's baseline for TFLite files
+        native = litert_session(model)
+        if native is None:
+            raise BenchError("the search's baseline was LiteRT, which does not import here")
+        return native
     if name == "openvino":
         import openvino as ov
 
@@ -583,7 +593,7 @@ def run_case(case: Case, model: Path, search_photos: Path, heldout: list[Path], 
         x_base = as_layout(case.truth.tensor(photo)[0], base.layout, case.truth.layout)
         x_cand = candidate_pre.tensor(photo)[0]
         extra = {}
-        if model.suffix.lower() == ".tflite":
+        if model.suffix.lower() == ".tflite" and runtime.get("runtime") != "litert":
             native = litert_session(model)
             if native is not None:
                 extra["LiteRT"] = (native, case.truth.tensor(photo)[0])
