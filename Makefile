@@ -40,8 +40,11 @@ TEST_WORKERS ?= 2
 test: $(STAMP) real-models
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
+# bench_quantize's quick mode (20 test samples, 2 fallback steps; det and rec ~10 min each on 2 cores) unless
+# CVTUNE_BENCH_QUICK=0 asks for the full one.
+CVTUNE_BENCH_QUICK ?= 1
 bench: $(STAMP) real-models
-	$(PY) bench/run_all.py
+	CVTUNE_BENCH_QUICK=$(CVTUNE_BENCH_QUICK) $(PY) bench/run_all.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
