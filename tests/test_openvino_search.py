@@ -41,6 +41,17 @@ def test_nncf_int8_goes_with_the_openvino_runtime_only():
     assert "openvino" in default.runtimes and NncfInt8() in default.slot_values("precision")
 
 
+def test_qoperator_int8_is_not_paired_with_openvino_which_cannot_convert_it():
+    """OpenVINO's ONNX frontend cannot convert QLinearConv / com.microsoft QLinear* (the demo wasted a probe on it);
+    QDQ files run there."""
+    from cvtune.passes import Int8Static
+
+    space = SpaceConfig(runtimes=("ort", "openvino"), threads=(1,),
+                        transforms=(("precision", (None, Int8Static("qoperator"), Int8Static("qdq"))),))
+    paired = {(c.runtime.name, c.passes[0].format) for c in build_space(space, FACTS) if c.passes}
+    assert paired == {("ort", "qoperator"), ("ort", "qdq"), ("openvino", "qdq")}
+
+
 @pytest.fixture(scope="module")
 def nncf_search(tmp_path_factory):
     """A search over ONNX Runtime and OpenVINO, fp32 and NNCF int8, on a tiny conv model with weights worth

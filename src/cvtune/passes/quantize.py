@@ -66,6 +66,13 @@ class Int8Static(Pass):
         if self.max_steps < 0:
             raise UsageError(f"max_steps must be >= 0 (got {self.max_steps})")
 
+    @property
+    def runtimes(self) -> tuple[str, ...] | None:  # type: ignore[override]
+        """QOperator files (QLinearConv, com.microsoft QLinearAdd, ...) run in ORT and OpenCV; OpenVINO's ONNX
+        frontend cannot convert them (measured: 'Model wasn't fully converted'), so the search does not pair them
+        with it. QDQ files run everywhere."""
+        return ("ort", "opencv") if self.format == "qoperator" else None
+
     def config(self):
         from ..quantize import StaticConfig
 

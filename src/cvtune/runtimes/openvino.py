@@ -98,6 +98,18 @@ def search_variants(threads: tuple[int, ...]) -> list[OpenVINORuntime]:
     return out
 
 
+def _reason(exc: Exception) -> str:
+    """OpenVINO's multi-line error in one line: the first line that is not a source location ('Exception from
+    ...', "Check '...' failed at ..."), plus the operations it failed to convert when it lists them."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    said = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    ops = [ln[3:].split(" with a message")[0] for ln in lines if ln.startswith("-- ") and " with a message" in ln]
+    text = (said[0] if said else (lines[0] if lines else type(exc).__name__)).rstrip(":")
+    if ops:
+        text += f" (operations it could not convert: {', '.join(dict.fromkeys(ops))})"
+    return text[:300]
+
+
 class OpenVINOSession:
     """One compiled model and one infer request. Not thread-safe: one session per worker."""
 
@@ -110,8 +122,7 @@ class OpenVINOSession:
         try:
             self.compiled = _core().compile_model(str(model_path), runtime.device, runtime.config())
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line text
-            first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise ModelError(f"OpenVINO cannot load {model_path}: {first[:300]}") from None
+            raise ModelError(f"OpenVINO cannot load {model_path}: {_reason(exc)}") from None
         self.request = self.compiled.create_infer_request()
         self.input_name = self.compiled.inputs[0].get_any_name()
         self.output_names = [o.get_any_name() if o.get_names() else f"output{i}"
