@@ -191,9 +191,15 @@ def _metric(trial: Trial, claim: dict | None = None) -> str:
     if trial.metric is None:
         return "no metric"
     value, n, how = trial.metric.value, trial.metric.n_images, ""
-    if claim and claim.get("remeasured") is not None and (claim.get("remeasured_images") or 0) > (n or 0):
-        value, n, how = float(claim["remeasured"]), int(claim["remeasured_images"]), ", re-measured"
+    if _remeasured_on_more(trial, claim):
+        value, n, how = float(claim["remeasured"]), int(claim["remeasured_images"]), ", re-measured"  # type: ignore
     return f"{trial.metric.name} {value:.4f} ({n} img{how})" if n else f"{trial.metric.name} {value:.4f}"
+
+
+def _remeasured_on_more(trial: Trial, claim: dict | None) -> bool:
+    """Did the claim check re-measure the answer on more images than the search's own verdict used?"""
+    n = trial.metric.n_images if trial.metric is not None else 0
+    return bool(claim) and claim.get("remeasured") is not None and (claim.get("remeasured_images") or 0) > (n or 0)
 
 
 def print_summary(result: OptimizeResult) -> None:
@@ -216,9 +222,12 @@ def print_summary(result: OptimizeResult) -> None:
     if base:
         table.add_row("baseline", base.label, *cells(base, result.baseline_final), "1.00x", "")
     if best and result.improved:
+        # the change on the same images as the metric shown: the claim's re-measurement when it covered more
+        drop = result.claim["drop"] if _remeasured_on_more(best, result.claim) and result.claim.get("drop") \
+            is not None else result.drop
         table.add_row("answer", best.label, *cells(best, result.best_final, result.claim),
                       f"{result.gain:.2f}x" if result.gain else "n/a",
-                      units.change(-result.drop, result.budget) if result.drop is not None else "n/a")
+                      units.change(-drop, result.budget) if drop is not None else "n/a")
     console.print(table)
     claim = result.claim or {}
     if result.improved:
