@@ -264,25 +264,12 @@ def test_sensitivity_cost_prices_groups_by_measured_latency(tmp_path, capsys):
 
 # ---- real models (families the project is tested on) ----------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def real_models():
-    """Folder with nudenet's 320n.onnx (tests/real_models.py will provide it; until then .cache/real-models or
-    /tmp/real-models, filled by `pip download --no-deps nudenet==3.4.2` + unzip)."""
-    import os
-    from pathlib import Path
-
-    for root in (os.environ.get("CVTUNE_REAL_MODELS"), ".cache/real-models", "/tmp/real-models"):
-        if root and (Path(root) / "320n.onnx").is_file():
-            return Path(root)
-    pytest.skip("nudenet 320n.onnx not fetched (pip download --no-deps nudenet==3.4.2)")
-
-
 def test_yolo_detector_curves_and_allocated_cut_run_in_both_runtimes(real_models, tmp_path):
     from cvtune.compress import plan_channels
     from cvtune.model import load_onnx, save_onnx
     from cvtune.runtimes import make_runtime
 
-    model = load_onnx(real_models / "320n.onnx")
+    model = load_onnx(real_models["nudenet-320n"])  # the shared fixture (tests/real_models.py)
     plan = plan_channels(model, ratio=0.25, input_shape=(1, 3, 320, 320))
     assert len(plan.groups) > 10 and plan.skipped  # the detect head (Split/Reshape/Concat) is left alone ...
     assert all(s.reason for s in plan.skipped)  # ... with the reason
@@ -293,7 +280,7 @@ def test_yolo_detector_curves_and_allocated_cut_run_in_both_runtimes(real_models
     pruned, _ = prune_channels(model, ChannelConfig(ratios=tuple((g, 0.5) for g in first), importance="activation",
                                                     round_to=8), calib=calib, input_shape=(1, 3, 320, 320))
     path = save_onnx(pruned, tmp_path / "yolo.onnx")
-    for runtime in (make_runtime("ort"), make_runtime("opencv", engine="new")):
+    for runtime in (make_runtime("ort"), make_runtime("opencv")):
         session = runtime.open(path)
         assert session.run(calib[0])[0].shape == evaluate_model(model, calib)[0][0].shape, runtime.label()
         session.close()
