@@ -29,7 +29,7 @@ def ray_evaluation(config) -> Iterator[None]:
 
     if config.ray_address:
         check_address(config.ray_address)
-    with ray_output(False):
+    with ray_output(False) as log:
         ray = import_ray()
         started_here = not ray.is_initialized()
         if started_here:
@@ -41,6 +41,8 @@ def ray_evaluation(config) -> Iterator[None]:
             _ACTIVE.pop("ray", None)
             if started_here:
                 ray.shutdown()
+            if log is not None:  # a stage that failed on Ray is a failed trial with its reason, not this log
+                log.unlink(missing_ok=True)
 
 
 def active() -> bool:
