@@ -68,3 +68,12 @@ def test_optimize_evaluates_accuracy_as_ray_tasks_with_the_rows_a_local_search_g
     import ray
 
     assert not ray.is_initialized()  # the search's own Ray is shut down with it
+
+
+def test_optimize_with_a_ray_address_nobody_answers_is_one_clear_error(tmp_path, cls_model, tiny_image_dir,
+                                                                       capsys):
+    code = run_cli(["optimize", str(cls_model), "--task", "fidelity", "--data", str(tiny_image_dir), "-o",
+                    str(tmp_path / "opt"), "--ray-address", "127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no Ray cluster answers at 127.0.0.1:9" in err and "Traceback" not in err
+    assert not (tmp_path / "opt" / "trials.sqlite").exists()  # nothing measured, nothing written

@@ -55,6 +55,10 @@ def _optimize(config: OptimizeConfig, on_event: EventFn | None) -> OptimizeResul
 
     clock = Clock(config.time_budget_s, config.trial_timeout_s)
     check_out_dir(config.out)
+    if config.ray_address:  # a cluster that does not answer is one clear error before anything is measured
+        from ..pipeline.ray_runner import check_address
+
+        check_address(config.ray_address)
     if not Path(config.model).is_file():
         raise ModelError(f"model file not found: {config.model}")
     ctx = SearchContext.load(config)

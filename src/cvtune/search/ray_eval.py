@@ -25,10 +25,8 @@ def ray_evaluation(config) -> Iterator[None]:
     if not getattr(config, "ray", False):
         yield
         return
-    from ..pipeline.ray_runner import _init, check_address, import_ray, ray_output
+    from ..pipeline.ray_runner import _init, import_ray, ray_output
 
-    if config.ray_address:
-        check_address(config.ray_address)
     with ray_output(False) as log:
         ray = import_ray()
         started_here = not ray.is_initialized()
