@@ -120,7 +120,10 @@ def test_check_outputs_names_what_differs():
 
 
 def test_probe_records_each_engines_outputs_and_flags_a_dropped_one(real_models):
-    results = {r.runtime["engine"]: r for r in probe_runtimes(real_models["palm_detection_lite"])}
+    probes = probe_runtimes(real_models["palm_detection_lite"])
+    results = {r.runtime.get("engine", r.runtime["runtime"]): r for r in probes}
+    if "litert" in results:  # the file's own runtime is probed too, where installed
+        assert results["litert"].usable and results["litert"].output_shapes == [[1, 2016, 18], [1, 2016, 1]]
     trusted = results.get("classic") or results["new"]  # OpenCV 5.1 has no classic engine, and its new one keeps both
     assert trusted.usable and trusted.output_shapes == [[1, 2016, 18], [1, 2016, 1]]
     if "new" in results and len(results["new"].output_shapes) != 2:  # OpenCV 5.0's new engine drops the scores

@@ -117,8 +117,11 @@ def probe_runtimes(model_path: str | Path, runtimes: list[Runtime] | None = None
     results = []
     if runtimes is None:
         runtimes = default_probe_runtimes()
-        if Path(model_path).suffix.lower() != ".onnx":  # .pb / .tflite: OpenCV only
-            runtimes = [rt for rt in runtimes if rt.name == "opencv"]
+        if Path(model_path).suffix.lower() != ".onnx":  # .pb / .tflite: the runtimes that read the file itself
+            from .runtimes import RUNTIMES
+
+            extra = [make_runtime("litert")] if "litert" in RUNTIMES else []
+            runtimes = [rt for rt in [*runtimes, *extra] if rt.reads(model_path)]
     for runtime in runtimes:
         start = time.perf_counter()
         try:
