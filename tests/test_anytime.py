@@ -143,3 +143,15 @@ def test_the_users_own_metric_scores_candidates(tmp_path, cls_model, tiny_image_
                              transforms=())
     assert calls[0] == "opencv" and "ort" in calls  # the baseline first, then candidates
     assert result.baseline.metric.name == "eval_fn" and result.baseline.metric.value == 0.5
+
+
+def test_a_claim_that_settled_on_8_images_is_checked_on_those_8_and_the_budget_on_all():
+    """Measured on MediaPipe's selfie segmenter: a candidate whose outputs matched the baseline's on the first 8
+    images settled there (mIoU 1.0); deploy.json re-measured 0.9935 on all 34 (within the 1% budget). Comparing the
+    8-image claim with the 34-image value refused a good answer: agreement is judged on the same 8 images."""
+    from cvtune.search.claim import _on_first
+
+    rows = [[1.0]] * 8 + [[0.978]] * 26  # 'mean' rows: per-image mask IoU
+    result = {"value": float(np.mean(rows)), "per_image": rows, "statistic": "mean", "n_images": 34}
+    assert _on_first(result, 8) == 1.0  # what the claim said, on its own images
+    assert _on_first(result, 34) == result["value"] and _on_first({"value": 0.9}, 8) == 0.9  # no rows: the value

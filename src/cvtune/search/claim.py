@@ -28,10 +28,11 @@ class Claim:
     remeasured: float | None
     remeasured_images: int
     drop: float | None  # re-measured drop against the baseline, in the budget's units
-    agrees: bool  # the re-measured value lies within the claimed CI (or equals the claim)
+    agrees: bool  # on the images the claim was measured on, the re-measured value lies within its CI (or equals it)
     within_budget: bool
     error: str = ""
     seconds: float = 0.0
+    remeasured_on_claimed: float | None = None  # the re-measurement on the claim's own images (its first n)
 
     @property
     def holds(self) -> bool:
@@ -41,7 +42,7 @@ class Claim:
         return {"claimed": self.claimed, "claimed_ci": list(self.claimed_ci), "claimed_images": self.claimed_images,
                 "remeasured": self.remeasured, "remeasured_images": self.remeasured_images, "drop": self.drop,
                 "agrees": self.agrees, "within_budget": self.within_budget, "holds": self.holds,
-                "error": self.error, "seconds": self.seconds}
+                "error": self.error, "seconds": self.seconds, "remeasured_on_claimed": self.remeasured_on_claimed}
 
 
 def _user_metric(deploy: Path, eval_fn: Any) -> dict[str, Any]:
@@ -74,9 +75,23 @@ def check_claim(search: Search, deploy: Path, claimed: MetricResult, baseline: M
         return Claim(claimed.value, ci, claimed.n_images, None, 0, None, False, False, str(exc),
                      time.perf_counter() - started)
     value = float(result["value"])
+    same = _on_first(result, claimed.n_images)
     low = ci[0] if ci[0] is not None else claimed.value
     high = ci[1] if ci[1] is not None else claimed.value
-    agrees = abs(value - claimed.value) <= CLAIM_SLACK or low - CLAIM_SLACK <= value <= high + CLAIM_SLACK
+    agrees = abs(same - claimed.value) <= CLAIM_SLACK or low - CLAIM_SLACK <= same <= high + CLAIM_SLACK
     drop = cfg.budget.drop(baseline.level, value)
     return Claim(claimed.value, ci, claimed.n_images, value, int(result.get("n_images") or 0), drop, agrees,
-                 cfg.budget.allows(baseline.level, value), "", time.perf_counter() - started)
+                 cfg.budget.allows(baseline.level, value), "", time.perf_counter() - started, same)
+
+
+def _on_first(result: dict[str, Any], n: int) -> float:
+    """The re-measured metric on its first `n` images (the ones a claim that settled early was measured on, in the
+    same order), from the task's per-image rows; the whole value when there are no rows or no fewer images. A claim
+    on 8 images and a re-measurement on 34 are different measurements: agreement is judged on the same 8, the
+    budget on all 34."""
+    from ..tasks.metrics import statistic_value
+
+    rows, statistic = result.get("per_image") or [], result.get("statistic") or ""
+    if not statistic or not n or n >= len(rows):
+        return float(result["value"])
+    return float(statistic_value(statistic, rows[:n]))
