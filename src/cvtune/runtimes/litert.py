@@ -1,7 +1,8 @@
 """LiteRT (TensorFlow Lite's own interpreter, the `ai-edge-litert` package, XNNPACK on the CPU): runs a .tflite file
-the way its authors ship it. It is the honest baseline for a TFLite model: measured here, it ran MediaPipe's face,
-selfie and palm models 1.2-3.7x faster than OpenCV or ONNX Runtime ran them, so a speed-up counted from OpenCV
-would flatter any answer. Reads .tflite files only (passes write ONNX, which it cannot run).
+the way its authors ship it. It is the honest baseline for a TFLite model: measured here, it ran MediaPipe's palm
+detector 5.8x faster than OpenCV's defaults (and, on a loaded machine, the face, selfie and palm models 1.2-3.7x
+faster than OpenCV or ONNX Runtime), so a speed-up counted from OpenCV would flatter any answer. Reads .tflite
+files only (passes write ONNX, which it cannot run).
 
 Registered only where the package is installed (runtimes/__init__.py); imported when a session opens."""
 
