@@ -354,7 +354,8 @@ def test_a_pass_after_a_terminal_non_onnx_pass_is_refused(tmp_path):
     from cvtune.passes import BuildContext, Int8Static, NncfInt8, Simplify, apply_passes, output_suffix
 
     assert (NncfInt8.output_suffix, NncfInt8.runtimes) == (".xml", ("openvino",))
-    assert (Int8Static.output_suffix, Int8Static.runtimes) == (".onnx", None)
+    assert (Int8Static.output_suffix, Int8Static("qdq").runtimes) == (".onnx", None)
+    assert Int8Static("qoperator").runtimes == ("ort", "opencv")  # OpenVINO cannot convert QLinear* ops
     assert output_suffix([Simplify(), NncfInt8()]) == ".xml" and output_suffix([]) == ".onnx"
 
     class Late(Simplify):  # a pass ordered after NNCF's: nothing can read an OpenVINO IR
