@@ -53,11 +53,15 @@ def run(label: str, images: int, budget: str, preset: str) -> list[str]:
         seconds = time.perf_counter() - started
     speedup = result.speedup if result.improved else 1.0
     drop = result.drop or 0.0
+    claim = result.claim or {}
+    remeasured = claim.get("drop") if claim.get("drop") is not None else drop  # through deploy.json, all images
     target = 3.0 if label == "quiet" else 2.0
-    met = speedup >= target and drop <= 0.01 and seconds <= (config.time_budget_s or 0) + 15
-    return [label, result.best.label if result.best else "none", f"{speedup:.2f}x", f"{drop:+.2%}",
-            f"{seconds:.0f}", f"{result.n_trials - 1}/{result.n_candidates - 1}",
-            f">= {target:.0f}x: {'met' if met else 'NOT met'}", result.stopped_early or ""]
+    met = speedup >= target and max(drop, remeasured) <= 0.01 and seconds <= (config.time_budget_s or 0) + 15
+    return [label, result.best.label if result.best else "none", f"{speedup:.2f}x",
+            f"{drop:+.2%} ({result.best.extra.get('drop_images', '?') if result.best else '?'} img)",
+            f"{remeasured:+.2%} ({claim.get('remeasured_images') or '-'} img)", f"{seconds:.0f}",
+            f"{result.n_trials - 1}/{result.n_candidates - 1}", f">= {target:.0f}x: {'met' if met else 'NOT met'}",
+            result.stopped_early or ""]
 
 
 def main() -> None:
@@ -67,7 +71,8 @@ def main() -> None:
     runs = [r.strip() for r in os.environ.get("CVTUNE_BENCH_RUNS", "quiet,hog").split(",") if r.strip()]
     table = Table(title=f"bench_demo: ppocr-det, {images} generated images, preset {preset}, {budget} budget, "
                         f"hmean within 1% (speed-up: back to back vs OpenCV defaults in the same run)")
-    for col in ("machine", "answer", "speed-up", "hmean drop", "s", "measured", "target", "stopped"):
+    for col in ("machine", "answer", "speed-up", "hmean drop (search, paired)", "drop via deploy.json", "s",
+                "measured", "target", "stopped"):
         table.add_column(col)
     for label in runs:
         table.add_row(*run(label, images, budget, preset))
