@@ -55,10 +55,12 @@ def _optimize(config: OptimizeConfig, on_event: EventFn | None) -> OptimizeResul
 
     clock = Clock(config.time_budget_s, config.trial_timeout_s)
     check_out_dir(config.out)
-    if config.ray_address:  # a cluster that does not answer is one clear error before anything is measured
-        from ..pipeline.ray_runner import check_address
+    if config.ray:  # no Ray, or a cluster that does not answer: one clear error before anything is written
+        from ..pipeline.ray_runner import check_address, import_ray
 
-        check_address(config.ray_address)
+        if config.ray_address:
+            check_address(config.ray_address)
+        import_ray()
     if not Path(config.model).is_file():
         raise ModelError(f"model file not found: {config.model}")
     ctx = SearchContext.load(config)
@@ -161,6 +163,7 @@ def _check_baseline_fidelity(search: Search, cand: Candidate, baseline: Baseline
                         f"original as the reference runtime computes it ({metric.name} {metric.value:.4f}, where "
                         f"the original scores {metric.level:.4f}): drops are counted from the original, so that "
                         f"runtime's own outputs are outside the budget")
+
 
 def _final_reserve(search: Search, baseline: Baseline) -> float:
     """Time kept after the search: the final back-to-back timing, completing the baseline's accuracy, the

@@ -4,7 +4,8 @@ stays a failed trial. Latency is never measured there: it is timed alone, on thi
 
 The cluster's nodes must see the paths this machine uses (the model, the data, the search folder's built models):
 a shared filesystem, as `cvtune run --ray` assumes. Without an address a local Ray is started for the search and
-shut down after it; Ray's own log lines go to a temporary file (named when something fails)."""
+shut down after it; Ray's own log lines go to a temporary file, removed after the search (a range that fails on Ray
+is a failed trial with its reason)."""
 
 from __future__ import annotations
 
